@@ -1,0 +1,323 @@
+"""Datasets as uint8 tensors on the training device, served in shuffled, augmented batches.
+
+Each dataset is decoded once (the CIFAR JPEG copy is cached as a tensor file), then
+batches are slices of device tensors: no ``DataLoader`` over in-memory data. Per-sample
+augmentation (pad-4 random crop, horizontal flip) and normalisation run on whole batches.
+An epoch's order and augmentation draws come from (seed, epoch) alone, so any epoch can
+be replayed exactly after a resume.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+#: per-channel mean and std of the training images, in [0, 1] units
+STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class DataError(RuntimeError):
+    """The dataset cannot be found or read; the message says what to install or where to put files."""
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Dataset:
+    name: str
+    #: which copy was read: official | jpeg | debian
+    source: str
+    train: Split
+    test: Split
+    val: Split | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.images.shape[1]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx_folder(folder: Path) -> tuple[Split, Split] | None:
+    found = {k: [_find_idx(folder, s) for s in stems] for k, stems in IDX_FILES.items()}
+    if any(p is None for paths in found.values() for p in paths):
+        return None
+    splits = []
+    for key in ("train", "test"):
+        img_path, lbl_path = found[key]
+        images = torch.from_numpy(_read_idx(img_path).copy()).unsqueeze(1)
+        labels = torch.from_numpy(_read_idx(lbl_path).astype(np.int64))
+        splits.append(Split(images, labels))
+    return splits[0], splits[1]
+
+
+def _try_download(name: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
+    log.info("downloading %s into %s", name, root)
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
+
+
+def _load_mnist_like(name: str, root: Path, source: str, download: bool) -> tuple[str, Split, Split]:
+    folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
+    if source in ("auto", "official"):
+        got = _read_idx_folder(folder)
+        if got is not None:
+            return "official", *got
+    if name == "fashion_mnist" and source in ("auto", "debian"):
+        got = _read_idx_folder(DEBIAN_FASHION_MNIST)
+        if got is not None:
+            return "debian", *got
+    if download and source in ("auto", "official"):
+        try:
+            _try_download(name, root)
+            got = _read_idx_folder(folder)
+            if got is not None:
+                return "official", *got
+        except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+            log.warning("download of %s failed: %s", name, exc)
+    hint = (
+        "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or put the IDX files in "
+        if name == "fashion_mnist"
+        else "put the four MNIST IDX files in "
+    )
+    raise DataError(f"{name} not found (source={source}): {hint}{folder} or set data.root / REPRO_DATA_DIR")
+
+
+def _decode_image_folder(folder: Path) -> Split:
+    """Decode an ImageFolder tree of JPEG/PNG files (classes sorted by name) into uint8 tensors."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        for file in sorted((folder / cls).iterdir()):
+            raw = torch.from_numpy(np.fromfile(file, dtype=np.uint8))
+            images.append(decode_image(raw, mode=ImageReadMode.RGB))
+            labels.append(label)
+    return Split(torch.stack(images), torch.tensor(labels, dtype=torch.int64))
+
+
+def _cached(cache_dir: Path, key: str, make) -> tuple[Split, Split]:
+    """Decode once: keep the decoded tensors in ``cache_dir`` keyed by the source path."""
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    path = cache_dir / f"{digest}.pt"
+    if path.is_file():
+        blob = torch.load(path)
+        return Split(*blob["train"]), Split(*blob["test"])
+    train, test = make()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"key": key, "train": (train.images, train.labels), "test": (test.images, test.labels)}, tmp)
+    os.replace(tmp, path)
+    return train, test
+
+
+def _load_cifar10(root: Path, source: str, download: bool, cache_dir: Path) -> tuple[str, Split, Split]:
+    official = root / "cifar-10-batches-py"
+
+    def read_official() -> tuple[Split, Split]:
+        import torchvision.datasets as tvd
+
+        out = []
+        for train in (True, False):
+            ds = tvd.CIFAR10(str(root), train=train, download=False)
+            out.append(Split(torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)))
+        return out[0], out[1]
+
+    if source in ("auto", "official") and official.is_dir():
+        return "official", *read_official()
+    jpeg = root / "cifar10-jpeg"
+    if source in ("auto", "jpeg") and (jpeg / "train").is_dir() and (jpeg / "test").is_dir():
+        train, test = _cached(
+            cache_dir,
+            f"cifar10-jpeg:{jpeg.resolve()}",
+            lambda: (_decode_image_folder(jpeg / "train"), _decode_image_folder(jpeg / "test")),
+        )
+        return "jpeg", train, test
+    if download and source in ("auto", "official"):
+        try:
+            _try_download("cifar10", root)
+            return "official", *read_official()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("download of cifar10 failed: %s", exc)
+    raise DataError(
+        f"cifar10 not found (source={source}): put torchvision's cifar-10-batches-py or the JPEG copy "
+        f"cifar10-jpeg/{{train,test}} under {root}, or set data.root / REPRO_DATA_DIR"
+    )
+
+
+def locate(name: str, root: str | Path, source: str = "auto") -> str:
+    """Which copy ``load`` would read (official | jpeg | debian), or "missing"; cheap, no decoding."""
+    root = Path(root).expanduser()
+    if name in ("mnist", "fashion_mnist"):
+        folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
+        stems = [s for pair in IDX_FILES.values() for s in pair]
+        if source in ("auto", "official") and all(_find_idx(folder, s) for s in stems):
+            return "official"
+        if name == "fashion_mnist" and source in ("auto", "debian") and all(_find_idx(DEBIAN_FASHION_MNIST, s) for s in stems):
+            return "debian"
+    elif name == "cifar10":
+        if source in ("auto", "official") and (root / "cifar-10-batches-py").is_dir():
+            return "official"
+        if source in ("auto", "jpeg") and (root / "cifar10-jpeg" / "train").is_dir():
+            return "jpeg"
+    return "missing"
+
+
+def load(
+    name: str,
+    root: str | Path,
+    *,
+    source: str = "auto",
+    val_size: int = 0,
+    download: bool = True,
+    cache_dir: str | Path = ".cache/repro",
+    train_subset: int = 0,
+    test_subset: int = 0,
+) -> Dataset:
+    """Find ``name`` under ``root`` (or the Debian location), decode it, carve a validation split."""
+    root = Path(root).expanduser()
+    if name in ("mnist", "fashion_mnist"):
+        used, train, test = _load_mnist_like(name, root, source, download)
+    elif name == "cifar10":
+        used, train, test = _load_cifar10(root, source, download, Path(cache_dir))
+    else:
+        raise DataError(f"unknown dataset '{name}': choose mnist, fashion_mnist or cifar10")
+    val = None
+    if val_size:
+        if val_size >= len(train):
+            raise DataError(f"data.val_size={val_size} leaves no training data: use fewer than {len(train)}")
+        # A fixed split (seed 0), the same for every run and seed, so validation numbers compare.
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+        val = Split(train.images[order[:val_size]], train.labels[order[:val_size]])
+        keep = order[val_size:].sort().values
+        train = Split(train.images[keep], train.labels[keep])
+    if train_subset:
+        train = Split(train.images[:train_subset], train.labels[:train_subset])
+    if test_subset:
+        test = Split(test.images[:test_subset], test.labels[:test_subset])
+    return Dataset(name=name, source=used, train=train, test=test, val=val)
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+class Normalizer:
+    """uint8 images -> normalised float32, as one fused multiply-add per channel."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in STATS[name])
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+def random_crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Pad by ``pad`` with zeros, crop back at per-sample offsets (dy, dx), flip where ``flip``."""
+    b, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = (dy.view(b, 1) + torch.arange(h, device=images.device)).view(b, 1, h, 1)
+    j = torch.arange(w, device=images.device)
+    cols = (dx.view(b, 1) + torch.where(flip.view(b, 1), w - 1 - j, j)).view(b, 1, 1, w)
+    bi = torch.arange(b, device=images.device).view(b, 1, 1, 1)
+    ci = torch.arange(c, device=images.device).view(1, c, 1, 1)
+    return padded[bi, ci, rows, cols]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The RNG of one epoch: a pure function of (seed, epoch), so epochs replay after resume."""
+    return torch.Generator().manual_seed((seed + 1) * 1_000_003 + epoch)
+
+
+class Batches:
+    """Shuffled training batches of a Split on the device, augmented per sample when asked."""
+
+    def __init__(self, split: Split, batch_size: int, normalize: Normalizer, *, augment: bool, pad: int = 4) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.augment = augment
+        self.pad = pad
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    def epoch(self, seed: int, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of one epoch, from batch index ``start`` on (for mid-epoch resume)."""
+        n = len(self.split)
+        g = epoch_generator(seed, epoch)
+        device = self.split.images.device
+        order = torch.randperm(n, generator=g).to(device, non_blocking=True)
+        if self.augment:
+            shifts = torch.randint(0, 2 * self.pad + 1, (2, n), generator=g).to(device, non_blocking=True)
+            flips = (torch.rand(n, generator=g) < 0.5).to(device, non_blocking=True)
+        for i in range(start, len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            images = self.split.images[idx]
+            if self.augment:
+                images = random_crop_flip(images, shifts[0, idx], shifts[1, idx], flips[idx], self.pad)
+            yield self.normalize(images), self.split.labels[idx]
+
+
+def eval_batches(split: Split, batch_size: int, normalize: Normalizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The split in order, normalised, never augmented."""
+    for i in range(0, len(split), batch_size):
+        yield normalize(split.images[i : i + batch_size]), split.labels[i : i + batch_size]

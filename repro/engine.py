@@ -1,0 +1,370 @@
+"""The one training loop: train/evaluate per epoch, call the method's hooks, checkpoint, resume.
+
+The loop knows nothing about particular pruning methods or about MLflow: methods plug in
+through :class:`repro.pruning.methods.Method` hooks, and metrics leave through the
+``on_epoch`` callback. Checkpoints are written atomically at epoch ends; every epoch's
+data order and augmentation are a function of (seed, epoch), so a resumed run replays
+exactly what an uninterrupted one would have done (on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from repro.data import Batches, Dataset, Normalizer, Split, eval_batches
+from repro.pruning.masks import MaskSet
+from repro.pruning.methods import Context, Method
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged (NaN or inf loss); continuing would only produce garbage."""
+
+
+@dataclass
+class LoopState:
+    """Where the run stands; saved in every checkpoint."""
+
+    cycle: int = 0
+    epoch: int = 0  # epochs completed in this cycle
+    step: int = 0  # optimizer steps in this cycle
+    total_steps_run: int = 0  # optimizer steps over all cycles (cost accounting)
+    started: bool = False  # before_training has run
+    history: list[dict] = field(default_factory=list)
+    #: (step over all cycles, per-layer density) each time the mask changed
+    density_log: list[tuple[int, list[float]]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is available: use trainer.device=cpu or auto")
+    return torch.device(name)
+
+
+def initialize(model: nn.Module, scheme: str) -> None:
+    """Re-initialise conv/linear weights (biases to zero; BN to 1/0) by ``scheme``."""
+    if scheme == "default":
+        return
+    init = {"kaiming_normal": nn.init.kaiming_normal_, "xavier_normal": nn.init.xavier_normal_}[scheme]
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            init(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def make_optimizer(params, optim: Any) -> torch.optim.Optimizer:
+    if optim.name == "sgd":
+        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov,
+                               weight_decay=optim.weight_decay)
+    if optim.name == "adam":
+        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    raise ValueError(f"unknown optimizer '{optim.name}'")
+
+
+def lr_factor(optim: Any, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """LR multiplier as a pure function of the step: warmup, then multistep/cosine/constant.
+
+    Multistep milestones are fractions of the run rounded to whole epochs.
+    """
+    total = steps_per_epoch * epochs
+    warm = optim.warmup_epochs * steps_per_epoch
+    marks = [round(m * epochs) * steps_per_epoch for m in optim.milestones]
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if optim.lr_schedule == "multistep":
+            return optim.gamma ** sum(step >= m for m in marks)
+        if optim.lr_schedule == "cosine":
+            t = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        return 1.0
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int,
+             prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a split, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=split.images.device)
+    correct = torch.zeros((), device=split.images.device, dtype=torch.long)
+    for x, y in eval_batches(split, batch_size, normalize):
+        out = model(prepare(x)).float()
+        loss_sum += F.cross_entropy(out, y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(split)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """Write ``obj`` to ``path`` through a temporary file and a rename: never half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopConfig:
+    epochs: int
+    batch_size: int
+    eval_batch_size: int = 1000
+    eval_every: int = 1
+    seed: int = 0
+    augment: bool = True
+    progress: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = 1
+    checkpoint_path: Path | None = None
+
+
+class Engine:
+    """Trains ``model`` on ``dataset`` with ``method`` plugged in."""
+
+    def __init__(self, model: nn.Module, dataset: Dataset, method: Method, masks: MaskSet, optim: Any,
+                 cfg: LoopConfig, device: torch.device,
+                 on_epoch: Callable[[dict, int], None] = lambda metrics, step: None) -> None:
+        self.model = model
+        self.dataset = dataset
+        self.method = method
+        self.masks = masks
+        self.optim_cfg = optim
+        self.cfg = cfg
+        self.device = device
+        self.on_epoch = on_epoch
+        self.normalize = Normalizer(dataset.name, device)
+        augment = cfg.augment and dataset.name == "cifar10"
+        self.train_split = dataset.train.to(device)
+        self.test_split = dataset.test.to(device)
+        self.val_split = dataset.val.to(device) if dataset.val is not None else None
+        self.batches = Batches(self.train_split, cfg.batch_size, self.normalize, augment=augment)
+        self.steps_per_epoch = len(self.batches)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(device=device, memory_format=self.memory_format)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+            if cfg.precision == "bf16" else contextlib.nullcontext
+        )
+        self.state = LoopState()
+        self._new_optimizer(0)
+        self.ctx = Context(
+            model=model, masks=masks, optimizer=self.optimizer, steps_per_epoch=self.steps_per_epoch,
+            epochs=cfg.epochs, seed=cfg.seed, device=device, scoring_batches=self.scoring_batches,
+            dataset=dataset.name, reset_optimizer=self._new_optimizer,
+        )
+
+    # ------------------------------------------------------------------ plumbing for methods
+    def _new_optimizer(self, step: int) -> None:
+        """A fresh optimizer and LR schedule positioned at ``step`` (LTH rewinding resets both)."""
+        self.optimizer = make_optimizer(self.model.parameters(), self.optim_cfg)
+        factor = lr_factor(self.optim_cfg, self.steps_per_epoch, self.cfg.epochs)
+        for g in self.optimizer.param_groups:
+            g["initial_lr"] = g["lr"]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor, last_epoch=step - 1)
+        if hasattr(self, "ctx"):
+            self.ctx.optimizer = self.optimizer
+
+    def scoring_batches(self, batch_size: int):
+        """Normalised training batches for scoring (fixed order: epoch -1 of this seed)."""
+        return Batches(self.train_split, batch_size, self.normalize, augment=False).epoch(self.cfg.seed, -1)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format) if self.cfg.channels_last else x
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict(),
+            "loop": asdict(self.state),
+            "rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.cfg.checkpoint_path is not None:
+            save_atomic(self.checkpoint(), self.cfg.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        """Load the last checkpoint if there is one; return whether the run resumed."""
+        path = self.cfg.checkpoint_path
+        if path is None or not path.is_file():
+            return False
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.state = LoopState(**ckpt["loop"])
+        self._new_optimizer(self.state.step)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.method.load_state_dict(ckpt["method"])
+        torch.set_rng_state(ckpt["rng"])
+        log.info("resumed from %s at cycle %d epoch %d", path, self.state.cycle, self.state.epoch)
+        return True
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int) -> dict:
+        model, opt, masks, method = self.model, self.optimizer, self.masks, self.method
+        keep_masks = method.uses_masks
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        start = time.perf_counter()
+        bar = self._progress(epoch)
+        step = self.state.step
+        lr = opt.param_groups[0]["lr"]
+        for x, y in self.batches.epoch(self.cfg.seed, epoch):
+            with self.autocast():
+                out = self.forward(self.prepare(x))
+                loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if keep_masks:
+                masks.mask_grads()
+            opt.step()
+            if keep_masks:
+                masks.apply()
+            self.scheduler.step()
+            step += 1
+            if method.after_step(self.ctx, step):
+                self.state.density_log.append((self.state.total_steps_run + step - self.state.step,
+                                               [r["density"] for r in masks.density_table()]))
+            loss_sum += loss.detach() * len(y)
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+            if bar is not None:
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+        if bar is not None:
+            bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        self.state.total_steps_run += step - self.state.step
+        self.state.step = step
+        train_loss = loss_sum.item() / seen
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}: lower optim.lr or check the data")
+        return {"train_loss": train_loss, "train_acc": correct.item() / seen, "epoch_time": elapsed,
+                "samples_per_s": seen / elapsed, "lr": lr}
+
+    def _progress(self, epoch: int):
+        mode = self.cfg.progress
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        if mode != "bar":
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict:
+        """Train all cycles to the end; return the final metrics."""
+        if not self.try_resume():
+            self.state = LoopState()
+        if not self.state.started:
+            self.method.before_training(self.ctx)
+            self.state.started = True
+            if self.masks.sparsity() > 0:
+                self.state.density_log.append((0, [r["density"] for r in self.masks.density_table()]))
+        while True:
+            while self.state.epoch < self.cfg.epochs:
+                self._one_epoch()
+            if not self.method.after_cycle(self.ctx, self.state.cycle):
+                break
+            self.state.cycle += 1
+            self.state.epoch = 0
+            self.save_checkpoint()
+        return self.final_metrics()
+
+    def _one_epoch(self) -> None:
+        epoch = self.state.epoch
+        metrics = self.train_epoch(epoch)
+        self.method.after_epoch(self.ctx, epoch)
+        last = epoch + 1 == self.cfg.epochs
+        if last or (epoch + 1) % self.cfg.eval_every == 0:
+            metrics["test_loss"], metrics["test_acc"] = evaluate(
+                self.model, self.test_split, self.normalize, self.cfg.eval_batch_size, self.prepare)
+            if self.val_split is not None:
+                metrics["val_loss"], metrics["val_acc"] = evaluate(
+                    self.model, self.val_split, self.normalize, self.cfg.eval_batch_size, self.prepare)
+        metrics["sparsity"] = self.masks.sparsity()
+        metrics["sparsity_all"] = self.masks.sparsity_all()
+        metrics["mask_final"] = float(self.method.mask_is_final(self.state.step))
+        metrics["epoch"] = epoch + 1
+        metrics["cycle"] = self.state.cycle
+        self.state.history.append(metrics)
+        self.state.epoch = epoch + 1
+        if self.cfg.checkpoint_every and (self.state.epoch % self.cfg.checkpoint_every == 0 or last):
+            self.save_checkpoint()
+        self._report(metrics)
+
+    def _report(self, metrics: dict) -> None:
+        step = len(self.state.history)
+        if self.cfg.progress != "none":
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("cycle", "mask_final"))
+            log.info("cycle %d | %s", self.state.cycle, shown)
+        self.on_epoch(metrics, step)
+
+    def final_metrics(self) -> dict:
+        """Headline numbers. best_test_acc counts only epochs evaluated on the final mask of
+        the last cycle; with a validation split it is the test accuracy at the best
+        validation epoch among those."""
+        cycle = self.state.cycle
+        evaluated = [h for h in self.state.history if h.get("cycle") == cycle and "test_acc" in h]
+        final = [h for h in evaluated if h["mask_final"] == 1.0]
+        out = {
+            "final_test_acc": evaluated[-1]["test_acc"],
+            "final_test_loss": evaluated[-1]["test_loss"],
+            "final_sparsity": self.masks.sparsity(),
+            "final_sparsity_all": self.masks.sparsity_all(),
+            "num_prunable": float(self.masks.num_prunable),
+            "num_params": float(sum(p.numel() for p in self.model.parameters())),
+            "num_zeros": float(self.masks.num_zeros()),
+            "layer_collapse": float(bool(self.masks.collapsed_layers())),
+            "total_steps": float(self.state.total_steps_run),
+        }
+        if final:
+            key = "val_acc" if "val_acc" in final[0] else "test_acc"
+            best = max(final, key=lambda h: h[key])
+            out["best_test_acc"] = best["test_acc"]
+            out["best_epoch"] = float(best["epoch"])
+        return out

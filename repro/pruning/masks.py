@@ -1,0 +1,223 @@
+"""Masks over the prunable weights: exact top-k selection, in-place application, statistics.
+
+The prunable set is the weight of every Conv2d and Linear layer (optionally not the
+first and/or last such layer); biases and BatchNorm are never pruned. Each mask is a
+buffer ``weight_mask`` on its module, so it travels with ``state_dict`` and checkpoints.
+
+Count rule (pinned by tests): at sparsity s, global selection prunes exactly
+``floor(s * N + 0.5)`` of the N prunable weights; layerwise selection applies the same
+rule to each tensor. Among active weights the highest scores are kept; pruned weights
+score -inf, so a mask never revives a weight. Ties are broken by position (the earlier
+flat index is kept), which makes selection deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def pruned_count(sparsity: float, n: int) -> int:
+    """How many of ``n`` weights are zero at ``sparsity``: floor(s * n + 0.5)."""
+    return min(n, int(math.floor(sparsity * n + 0.5)))
+
+
+@dataclass
+class Layer:
+    name: str
+    module: nn.Module
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.module.weight
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.module.weight_mask
+
+
+class MaskSet:
+    """The prunable layers of a model and their masks (1 = kept, 0 = pruned)."""
+
+    def __init__(self, model: nn.Module, *, exclude_first: bool = False, exclude_last: bool = False) -> None:
+        layers = [Layer(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+        if exclude_first:
+            layers = layers[1:]
+        if exclude_last:
+            layers = layers[:-1]
+        if not layers:
+            raise ValueError("the model has no prunable Conv2d/Linear weights left")
+        for layer in layers:
+            if not hasattr(layer.module, "weight_mask"):
+                layer.module.register_buffer("weight_mask", torch.ones_like(layer.module.weight))
+        self.layers = layers
+        self.model = model
+        self._weights = [layer.weight for layer in layers]
+        self._masks = [layer.mask for layer in layers]
+
+    # ------------------------------------------------------------------ basic facts
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    @property
+    def masks(self) -> list[torch.Tensor]:
+        return self._masks
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        return self._weights
+
+    @property
+    def num_prunable(self) -> int:
+        return sum(m.numel() for m in self._masks)
+
+    def num_zeros(self) -> int:
+        return int(sum((m == 0).sum().item() for m in self._masks))
+
+    def sparsity(self) -> float:
+        """Fraction of prunable weights that are masked."""
+        return self.num_zeros() / self.num_prunable
+
+    def sparsity_all(self) -> float:
+        """Masked weights over all model parameters (biases, BN and unpruned layers included)."""
+        total = sum(p.numel() for p in self.model.parameters())
+        return self.num_zeros() / total
+
+    def density_table(self) -> list[dict]:
+        rows = []
+        for layer in self.layers:
+            kept = int(layer.mask.sum().item())
+            n = layer.mask.numel()
+            rows.append({"layer": layer.name, "shape": "x".join(map(str, layer.weight.shape)), "weights": n,
+                         "kept": kept, "density": kept / n})
+        return rows
+
+    def collapsed_layers(self) -> list[str]:
+        """Layers with no weight left: the network can no longer pass signal through them."""
+        return [layer.name for layer in self.layers if not bool(layer.mask.any())]
+
+    def state(self) -> list[torch.Tensor]:
+        return [m.detach().clone() for m in self._masks]
+
+    def load(self, masks: Iterable[torch.Tensor]) -> None:
+        for dst, src in zip(self._masks, masks, strict=True):
+            dst.copy_(src)
+        self.apply()
+
+    # ------------------------------------------------------------------ the hot path
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Zero the masked weights in place (after every optimizer step)."""
+        torch._foreach_mul_(self._weights, self._masks)
+
+    @torch.no_grad()
+    def mask_grads(self) -> None:
+        """Zero the gradients of masked weights, so optimizer state never sees them."""
+        grads = [w.grad for w in self._weights]
+        if all(g is not None for g in grads):
+            torch._foreach_mul_(grads, self._masks)
+
+    @torch.no_grad()
+    def clean_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """Zero momentum / Adam moments at masked positions after a mask change."""
+        for w, m in zip(self._weights, self._masks):
+            state = optimizer.state.get(w)
+            if not state:
+                continue
+            for key in ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                buf = state.get(key)
+                if isinstance(buf, torch.Tensor) and buf.shape == m.shape:
+                    buf.mul_(m)
+
+    # ------------------------------------------------------------------ selection
+    @torch.no_grad()
+    def prune_to(self, scores: list[torch.Tensor], sparsity: float, *, scope: str = "global") -> None:
+        """Keep the highest-scoring active weights so that exactly the pinned count is pruned.
+
+        Masked weights are never revived: their scores are replaced by -inf. Raising the
+        sparsity is the only direction; asking for less than the current sparsity keeps
+        the current mask.
+        """
+        if len(scores) != len(self._masks):
+            raise ValueError(f"got {len(scores)} score tensors for {len(self._masks)} prunable layers")
+        if scope == "global":
+            new = select_global(scores, self._masks, sparsity)
+        elif scope == "layerwise":
+            new = [select_topk(s, m, pruned_count(sparsity, m.numel())) for s, m in zip(scores, self._masks)]
+        else:
+            raise ValueError(f"unknown scope '{scope}': use global or layerwise")
+        for dst, src in zip(self._masks, new):
+            dst.copy_(src)
+        self.apply()
+
+
+def _active_scores(score: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    s = score.detach().reshape(-1).to(torch.float32)
+    return torch.where(mask.reshape(-1).bool(), s, torch.full_like(s, -math.inf))
+
+
+def select_topk(score: torch.Tensor, mask: torch.Tensor, num_pruned: int) -> torch.Tensor:
+    """One tensor: keep its ``numel - num_pruned`` best active scores (ties: earlier index wins)."""
+    flat = _active_scores(score, mask)
+    keep = flat.numel() - num_pruned
+    out = torch.zeros_like(flat)
+    if keep > 0:
+        # A stable descending sort breaks ties by position; topk's tie order is unspecified.
+        idx = torch.sort(flat, descending=True, stable=True).indices[:keep]
+        out[idx] = 1.0
+    return (out * mask.reshape(-1)).view_as(mask)
+
+
+def select_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
+    """All tensors at once: keep the N - floor(s N + 0.5) best active scores over the union.
+
+    A threshold is found with ``kthvalue`` (exact, O(N), no 2^24 limit as ``quantile`` has);
+    weights strictly above it are kept and the remaining slots are filled among the ties
+    at the threshold in position order.
+    """
+    flat = torch.cat([_active_scores(s, m) for s, m in zip(scores, masks)])
+    n = flat.numel()
+    keep = n - pruned_count(sparsity, n)
+    keep_flat = torch.zeros(n, dtype=torch.bool, device=flat.device)
+    if keep > 0:
+        # the keep-th largest value = the (n - keep + 1)-th smallest
+        threshold = torch.kthvalue(flat.cpu() if flat.device.type == "mps" else flat, n - keep + 1).values
+        above = flat > threshold
+        keep_flat |= above
+        missing = keep - int(above.sum().item())
+        if missing > 0:
+            ties = torch.nonzero(flat == threshold).view(-1)[:missing]
+            keep_flat[ties] = True
+    active = torch.cat([m.reshape(-1) for m in masks]).bool()
+    keep_flat &= active
+    out, start = [], 0
+    for m in masks:
+        out.append(keep_flat[start : start + m.numel()].view_as(m).to(m.dtype))
+        start += m.numel()
+    return out
+
+
+def check_integrity(masks: MaskSet, sparsity: float, scope: str) -> None:
+    """The end-of-run invariants: weights are zero exactly where masked, and the number of
+    zeros follows the pinned count rule. Raises AssertionError naming what broke."""
+    for layer in masks.layers:
+        leaked = int(((layer.weight != 0) & (layer.mask == 0)).sum().item())
+        if leaked:
+            raise AssertionError(f"{leaked} masked weights of {layer.name} are not zero")
+    if scope == "layerwise":
+        for layer in masks.layers:
+            zeros = int((layer.mask == 0).sum().item())
+            want = pruned_count(sparsity, layer.mask.numel())
+            if zeros != want:
+                raise AssertionError(f"{layer.name}: {zeros} pruned weights, the rule says {want}")
+    else:
+        zeros, want = masks.num_zeros(), pruned_count(sparsity, masks.num_prunable)
+        if zeros != want:
+            raise AssertionError(f"{zeros} pruned weights, the rule floor(s*N+0.5) says {want}")

@@ -1,0 +1,195 @@
+"""Pruning methods as plug-ins to the one training loop.
+
+A method decides *when* to score and *how much* to prune; the loop (``repro.engine``)
+calls its hooks and knows nothing about particular methods. A new method is one class
+registered with :func:`register` plus one YAML file in ``conf/pruner/``.
+
+Hook order in one run::
+
+    before_training(ctx)                       # prune-at-init methods score here
+    repeat per cycle:
+        for each optimizer step: after_step(ctx, step) -> mask changed?
+        for each epoch:          after_epoch(ctx, epoch)
+        after_cycle(ctx, cycle) -> another cycle?   # LTH: prune, rewind, go again
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from repro.pruning import scores as scoring
+from repro.pruning.masks import MaskSet
+from repro.pruning.schedules import sparsity_at
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What a method may touch: the model, its masks, the optimizer, data and the run's shape."""
+
+    model: nn.Module
+    masks: MaskSet
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    epochs: int
+    seed: int
+    device: torch.device
+    #: yields normalised (x, y) training batches for scoring, batch size given
+    scoring_batches: Callable[[int], Any] | None = None
+    #: the dataset name (scoring defaults differ between MNIST-like data and CIFAR)
+    dataset: str = ""
+    #: restores the optimizer and LR schedule to a fresh state at a given step (LTH)
+    reset_optimizer: Callable[[int], None] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+
+class Method:
+    """The dense baseline and the base of every method: all hooks do nothing."""
+
+    name: ClassVar[str] = "dense"
+    #: whether the loop must keep masked weights at zero (dense: no masks to keep)
+    uses_masks: ClassVar[bool] = False
+    #: whether the final sparsity depends on cfg.sparsity (identity drops it otherwise)
+    uses_sparsity: ClassVar[bool] = False
+    #: whether the run depends on the `schedule` group
+    uses_schedule: ClassVar[bool] = False
+
+    def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
+        self.cfg = pruner
+        self.sparsity = float(sparsity) if self.uses_sparsity else 0.0
+        self.schedule = schedule
+        self.scope = getattr(pruner, "scope", "global")
+
+    def before_training(self, ctx: Context) -> None:
+        """Called once before the first step of a fresh run (not on resume)."""
+
+    def after_step(self, ctx: Context, step: int) -> bool:
+        """Called after optimizer step ``step`` (1-based); return True if the mask changed."""
+        return False
+
+    def after_epoch(self, ctx: Context, epoch: int) -> None:
+        """Called after each epoch (0-based) of the current cycle."""
+
+    def after_cycle(self, ctx: Context, cycle: int) -> bool:
+        """Called at the end of a training cycle; return True to train another cycle."""
+        return False
+
+    def mask_is_final(self, step: int) -> bool:
+        """Whether the mask at ``step`` is the one the run ends with (best_test_acc counts only these)."""
+        return True
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+register(Method)
+
+
+def build(pruner: Any, sparsity: float, schedule: Any) -> Method:
+    """The method named by ``pruner.name``; unknown names list the known ones."""
+    try:
+        cls = REGISTRY[pruner.name]
+    except KeyError:
+        raise ValueError(f"unknown pruner '{pruner.name}': choose one of {', '.join(sorted(REGISTRY))}") from None
+    return cls(pruner, sparsity, schedule)
+
+
+@register
+class GradualMagnitude(Method):
+    """PMP (Qureshi et al. 2026): during one run, raise sparsity along ``schedule`` and
+    recompute the mask from |w| of the still-active weights at every update.
+
+    Updates happen every ``update_frequency`` iterations (or epochs) from ``start`` to
+    ``end`` (fractions of the run); the last update lands exactly on ``end`` at the final
+    sparsity, after which training continues on the final mask.
+    """
+
+    name = "pmp"
+    uses_masks = True
+    uses_sparsity = True
+    uses_schedule = True
+
+    def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
+        super().__init__(pruner, sparsity, schedule)
+        self.updates: list[int] = []
+        self._next = 0
+        self.start_step = 0
+        self.end_step = 0
+
+    def plan(self, steps_per_epoch: int, epochs: int) -> list[int]:
+        """The optimizer steps after which the mask is recomputed (0 = before training)."""
+        total = steps_per_epoch * epochs
+        sch = self.schedule
+        self.start_step = round(sch.start * total)
+        self.end_step = round(sch.end * total)
+        every = sch.update_frequency * (steps_per_epoch if sch.update_unit == "epochs" else 1)
+        steps = list(range(self.start_step, self.end_step, every)) + [self.end_step]
+        self.updates = sorted(set(steps))
+        return self.updates
+
+    def target_at(self, step: int) -> float:
+        span = self.end_step - self.start_step
+        t = 1.0 if span == 0 else (step - self.start_step) / span
+        return sparsity_at(self.schedule.name, t, self.schedule.initial_sparsity, self.sparsity)
+
+    def _update(self, ctx: Context, step: int) -> bool:
+        target = self.target_at(step)
+        if target <= 0.0:
+            return False
+        ctx.masks.prune_to(scoring.magnitude(ctx.masks.weights), target, scope=self.scope)
+        ctx.masks.clean_optimizer_state(ctx.optimizer)
+        return True
+
+    def before_training(self, ctx: Context) -> None:
+        self.plan(ctx.steps_per_epoch, ctx.epochs)
+        self._next = 0
+        if self.updates and self.updates[0] == 0:
+            self._next = 1
+            self._update(ctx, 0)
+
+    def after_step(self, ctx: Context, step: int) -> bool:
+        if self._next >= len(self.updates) or step != self.updates[self._next]:
+            return False
+        self._next += 1
+        return self._update(ctx, step)
+
+    def mask_is_final(self, step: int) -> bool:
+        return step >= self.end_step
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "next": self._next, "start_step": self.start_step, "end_step": self.end_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = list(state["updates"])
+        self._next = int(state["next"])
+        self.start_step = int(state["start_step"])
+        self.end_step = int(state["end_step"])
+
+
+@register
+class GMP(GradualMagnitude):
+    """Gradual magnitude pruning (Zhu & Gupta 2017): the same loop, cubic schedule by default."""
+
+    name = "gmp"

@@ -1,0 +1,187 @@
+"""MLflow bookkeeping: find a run by identity (new / resume / skip), log, and always finish it.
+
+Everything goes through ``MlflowClient`` with explicit run ids: no fluent "active run"
+state that a reused worker process could leak into the next job. A fresh SQLite store
+is migrated and the experiment created once, under a file lock, before parallel jobs
+race (MLflow fails on concurrent first-time schema creation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+IDENTITY_TAG = "repro.identity"
+FAILURE_TAG = "repro.failure"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The configured URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    path = _sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def git_info() -> dict[str, str]:
+    """Commit and dirty flag of the checkout the code runs from ("unknown" outside git)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": str(dirty).lower()}
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts -> {"a.b.c": "value"} with lists as JSON."""
+    out: dict[str, str] = {}
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)
+    return out
+
+
+class Tracker:
+    """One MLflow run per job, found again by its identity tag."""
+
+    enabled = True
+
+    def __init__(self, uri: str | None, experiment: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._prepare(experiment)
+        self.run_id: str | None = None
+        self._logged_steps: set[int] = set()
+
+    def _prepare(self, name: str) -> str:
+        with _store_lock(self.uri):
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            db = _sqlite_path(self.uri)
+            location = (db.parent / "mlartifacts").resolve().as_uri() if db else None
+            return self.client.create_experiment(name, artifact_location=location)
+
+    # ------------------------------------------------------------------ identity
+    def find(self, identity: str):
+        """The newest run with this identity, or None."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'",
+                                       order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+
+    def start(self, identity: str, name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str:
+        if resume_run_id:
+            self.run_id = resume_run_id
+            self.client.update_run(resume_run_id, status="RUNNING")
+            history = self.client.get_metric_history(resume_run_id, "train_loss")
+            self._logged_steps = {m.step for m in history}
+            log.info("resuming MLflow run %s", resume_run_id)
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={IDENTITY_TAG: identity, **tags})
+            self.run_id = run.info.run_id
+            self._logged_steps = set()
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+        return self.run_id
+
+    # ------------------------------------------------------------------ logging
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log a step's metrics once: steps already in the run (before a resume) are skipped."""
+        from mlflow.entities import Metric
+
+        if step is not None:
+            if step in self._logged_steps:
+                return
+            self._logged_steps.add(step)
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, v)
+
+    def log_text(self, text: str, filename: str) -> None:
+        self.client.log_text(self.run_id, text, filename)
+
+    def log_file(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_torch(self, obj: Any, filename: str) -> None:
+        import torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / filename
+            torch.save(obj, path)
+            self.log_file(path)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        if reason:
+            self.client.set_tag(self.run_id, FAILURE_TAG, reason[:5000])
+        self.client.set_terminated(self.run_id, status=status)
+
+
+class NullTracker:
+    """tracking=none: the same interface, nothing recorded."""
+
+    enabled = False
+    run_id = None
+
+    def find(self, identity: str) -> None:
+        return None
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None

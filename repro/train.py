@@ -1,0 +1,190 @@
+"""``repro-train``: the Hydra entry point. Compose, resolve identity, wire the parts, run,
+and always finish the MLflow run (FINISHED, or FAILED with the reason as a tag).
+
+    repro-train model=lenet300 data=mnist pruner=pmp sparsity=0.9
+    repro-train -m pruner=pmp,snip,grasp sparsity=0.5,0.9,0.98 seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from repro import data as data_mod
+from repro import models
+from repro.config import ConfigError, register_configs, validate
+from repro.engine import Engine, LoopConfig, initialize, resolve_device
+from repro.identity import normalized, run_identity
+from repro.pruning import methods
+from repro.pruning.masks import MaskSet, check_integrity
+from repro.tracking import NullTracker, Tracker, flatten, git_info
+
+log = logging.getLogger("repro.train")
+
+#: errors a user fixes by changing the command: reported in one line, no traceback
+USER_ERRORS = (ConfigError, data_mod.DataError, ValueError, RuntimeError)
+
+register_configs()
+
+
+class JobFailed(Exception):
+    """A job of a multirun failed; the sweep goes on and the command exits non-zero."""
+
+
+def _hydra_overrides() -> str:
+    try:
+        return " ".join(HydraConfig.get().overrides.task)
+    except ValueError:
+        return ""
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def resolve_runtime(cfg: DictConfig) -> dict[str, Any]:
+    """Facts the identity needs that the config alone does not fix."""
+    if cfg.pruner.name not in methods.REGISTRY:
+        raise ConfigError(f"unknown pruner '{cfg.pruner.name}': choose one of {', '.join(sorted(methods.REGISTRY))}")
+    method_cls = methods.REGISTRY[cfg.pruner.name]
+    device = resolve_device(cfg.trainer.device) if cfg.trainer.device in ("auto", "cpu", "cuda") else torch.device("cpu")
+    precision = cfg.trainer.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    source = data_mod.locate(cfg.data.name, cfg.data.root, cfg.data.source)
+    return {"method_cls": method_cls, "device": device, "precision": precision, "data_source": source}
+
+
+def run_name(cfg: DictConfig, method_cls: type) -> str:
+    parts = [cfg.pruner.name, cfg.model.name, cfg.data.name]
+    if method_cls.uses_sparsity:
+        parts.append(f"s{cfg.sparsity:g}")
+    parts.append(f"seed{cfg.seed}")
+    return "-".join(parts)
+
+
+def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, float]:
+    """Build data, model, masks and method; run the loop; check invariants; log results."""
+    validate(cfg)
+    device: torch.device = runtime["device"]
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    d = cfg.data
+    dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
+                            cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)
+    tracker.set_tags({"data_source": dataset.source})
+
+    torch.manual_seed(cfg.seed)
+    model = models.build(cfg.model.name, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
+                         width=cfg.model.width)
+    initialize(model, cfg.trainer.init)
+    method = runtime["method_cls"](cfg.pruner, cfg.sparsity, cfg.schedule)
+    masks = MaskSet(model, exclude_first=cfg.pruner.exclude_first, exclude_last=cfg.pruner.exclude_last)
+    tracker.log_metrics({"num_prunable": masks.num_prunable})
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    channels_last = {"auto": device.type == "cuda" and has_conv, "true": True, "false": False}[
+        str(cfg.trainer.channels_last).lower()]
+    ckpt_dir = Path(cfg.trainer.checkpoint_dir)
+    loop = LoopConfig(
+        epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+        eval_every=cfg.trainer.eval_every, seed=cfg.seed, augment=d.augment, progress=cfg.trainer.progress,
+        precision=runtime["precision"], channels_last=channels_last, compile=cfg.trainer.compile,
+        checkpoint_every=cfg.trainer.checkpoint_every,
+        checkpoint_path=ckpt_dir / f"{runtime['identity']}.pt" if cfg.trainer.checkpoint_every else None,
+    )
+    if cfg.rerun and loop.checkpoint_path is not None and loop.checkpoint_path.is_file():
+        loop.checkpoint_path.unlink()
+    engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics)
+    final = engine.run()
+
+    if method.uses_masks and method.uses_sparsity:
+        check_integrity(masks, cfg.sparsity, method.scope)
+    tracker.log_metrics(final)
+    table = masks.density_table()
+    tracker.log_text("layer,shape,weights,kept,density\n" + "".join(
+        f"{r['layer']},{r['shape']},{r['weights']},{r['kept']},{r['density']:.6f}\n" for r in table), "layer_density.csv")
+    tracker.set_tags({"layer_collapse": ",".join(masks.collapsed_layers()) or "none"})
+    if cfg.trainer.save_model:
+        tracker.log_torch(model.state_dict(), "final_state_dict.pt")
+    log.info("final: %s", ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
+    return final
+
+
+def run(cfg: DictConfig) -> dict[str, float] | None:
+    """One job: skip if already FINISHED, resume if crashed, else start fresh."""
+    try:
+        runtime = resolve_runtime(cfg)
+    except USER_ERRORS as exc:
+        return _fail(None, exc)
+    norm = normalized(cfg, uses_sparsity=runtime["method_cls"].uses_sparsity,
+                      uses_schedule=runtime["method_cls"].uses_schedule, uses_masks=runtime["method_cls"].uses_masks,
+                      device=runtime["device"].type, precision=runtime["precision"], data_source=runtime["data_source"])
+    identity = runtime["identity"] = run_identity(norm)
+    tracker: Any = Tracker(cfg.tracking.uri, cfg.tracking.experiment) if cfg.tracking.enabled else NullTracker()
+    existing = tracker.find(identity)
+    if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
+        log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
+        return dict(existing.data.metrics)
+    resume = existing.info.run_id if existing is not None and not cfg.rerun else None
+    tags = {
+        **git_info(),
+        "torch_version": torch.__version__,
+        "device": runtime["device"].type,
+        "data_source": runtime["data_source"],
+        "method": cfg.pruner.name,
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "profile": cfg.profile,
+        "hydra_overrides": _hydra_overrides(),
+    }
+    tracker.start(identity, run_name(cfg, runtime["method_cls"]), tags, resume_run_id=resume)
+    try:
+        tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        final = train(cfg, runtime, tracker)
+    except KeyboardInterrupt:
+        tracker.end("KILLED", "interrupted")
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure ends the run as FAILED with its reason
+        return _fail(tracker, exc)
+    tracker.end("FINISHED")
+    return final
+
+
+def _fail(tracker: Any, exc: Exception) -> None:
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if tracker is not None:
+        tracker.end("FAILED", message)
+    if not isinstance(exc, USER_ERRORS):
+        log.exception("run failed")
+    if _is_multirun():
+        raise JobFailed(message) from exc
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+#: conf/ beside the package (an editable install, or a checkout on PYTHONPATH)
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    final = run(cfg)
+    return None if final is None else final.get("final_test_acc")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Shared fixtures: offline data, a pre-migrated MLflow store per test, a subprocess runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("REPRO_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+os.environ["REPRO_DATA_DIR"] = str(SHARED_DATA)
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="offline MNIST mirror missing")
+needs_cifar = pytest.mark.skipif(not (SHARED_DATA / "cifar10-jpeg").is_dir(), reason="offline CIFAR-10 JPEG copy missing")
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An MLflow SQLite store migrated once per session (migration takes seconds)."""
+    from repro.tracking import Tracker
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    Tracker(f"sqlite:///{path}", "repro")
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, mlflow_template) -> str:
+    """A private copy of the migrated store for one test."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template, db)
+    return f"sqlite:///{db}"
+
+
+def repro_train(*args: str, cwd: Path, uri: str | None, timeout: float = 300, env: dict | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m repro.train ARGS` in ``cwd``; tracking goes to ``uri`` (None: tracking=none)."""
+    environ = {**os.environ, **(env or {})}
+    environ["REPRO_CACHE_DIR"] = str(ROOT / ".cache" / "repro")
+    environ["REPRO_CKPT_DIR"] = str(cwd / "checkpoints")
+    if uri is None:
+        args = ("tracking=none", *args)
+    else:
+        environ["MLFLOW_TRACKING_URI"] = uri
+    proc = subprocess.run([sys.executable, "-m", "repro.train", "trainer.progress=log", *args], cwd=cwd,
+                          env=environ, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"repro-train {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def train_cli(tmp_path, mlflow_uri):
+    """Call repro-train in a temp dir against a private MLflow store."""
+
+    def call(*args: str, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("uri", mlflow_uri)
+        return repro_train(*args, cwd=tmp_path, **kw)
+
+    call.uri = mlflow_uri
+    call.cwd = tmp_path
+    return call
+
+
+def runs_of(uri: str, experiment: str = "repro"):
+    """All runs of an experiment as MLflow Run objects (newest first)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], run_view_type=3, max_results=1000)
