@@ -1,0 +1,6 @@
+"""Pruning: masks, schedules, scores, and the methods that plug into the training loop.
+
+Importing this package registers every method module in ``methods.REGISTRY``.
+"""
+
+from repro.pruning import methods  # noqa: F401  (registry, dense, PMP, GMP)
