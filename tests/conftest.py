@@ -47,7 +47,9 @@ def repro_train(*args: str, cwd: Path, uri: str | None, timeout: float = 300, en
         args = ("tracking=none", *args)
     else:
         environ["MLFLOW_TRACKING_URI"] = uri
-    proc = subprocess.run([sys.executable, "-m", "repro.train", "trainer.progress=log", *args], cwd=cwd,
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    proc = subprocess.run([sys.executable, "-m", "repro.train", *flags, "trainer.progress=log", *overrides], cwd=cwd,
                           env=environ, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"repro-train {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
