@@ -89,19 +89,21 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._prepare(experiment)
+        with _store_lock(self.uri):
+            # Creating the client migrates a fresh SQLite schema: once, under the lock.
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.experiment_id = self._prepare(experiment)
         self.run_id: str | None = None
         self._logged_steps: set[int] = set()
 
     def _prepare(self, name: str) -> str:
-        with _store_lock(self.uri):
-            exp = self.client.get_experiment_by_name(name)
-            if exp is not None:
-                return exp.experiment_id
-            db = _sqlite_path(self.uri)
-            location = (db.parent / "mlartifacts").resolve().as_uri() if db else None
-            return self.client.create_experiment(name, artifact_location=location)
+        """The experiment's id, creating it (artifacts beside a SQLite store) on first use."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        db = _sqlite_path(self.uri)
+        location = (db.parent / "mlartifacts").resolve().as_uri() if db else None
+        return self.client.create_experiment(name, artifact_location=location)
 
     # ------------------------------------------------------------------ identity
     def find(self, identity: str):

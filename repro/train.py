@@ -171,7 +171,8 @@ def _fail(tracker: Any, exc: Exception) -> None:
     if not isinstance(exc, USER_ERRORS):
         log.exception("run failed")
     if _is_multirun():
-        raise JobFailed(message) from exc
+        log.error("job failed: %s", message)
+        raise JobFailed(message) from None
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 

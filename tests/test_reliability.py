@@ -1,0 +1,149 @@
+"""Runs that survive: kill and resume, skip finished runs, isolate failures, parallel writes,
+determinism and end-of-run integrity."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from repro.identity import normalized, run_identity
+from tests.conftest import ROOT, SHARED_DATA, needs_mnist, repro_train, runs_of
+
+SMALL = ("model=lenet300", "data=mnist", "trainer.batch_size=100", "data.download=false", "data.test_subset=2000")
+
+
+def metric_steps(uri: str, run_id: str, key: str) -> list[int]:
+    return [m.step for m in MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+@needs_mnist
+def test_sigkill_mid_epoch_then_rerun_resumes_the_same_run_with_identical_numbers(tmp_path, mlflow_uri, mlflow_template):
+    args = (*SMALL, "trainer.epochs=3", "pruner=pmp", "sparsity=0.9", "schedule.end=0.6")
+    # the reference: an uninterrupted run in another store and folder
+    ref_dir, ref_db = tmp_path / "ref", tmp_path / "ref.db"
+    ref_dir.mkdir()
+    shutil.copy(mlflow_template, ref_db)
+    repro_train(*args, cwd=ref_dir, uri=f"sqlite:///{ref_db}")
+    (reference,) = runs_of(f"sqlite:///{ref_db}")
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "REPRO_CKPT_DIR": str(work / "checkpoints"),
+           "REPRO_DATA_DIR": str(SHARED_DATA), "REPRO_CACHE_DIR": str(ROOT / ".cache" / "repro")}
+    proc = subprocess.Popen([sys.executable, "-m", "repro.train", "trainer.progress=log", *args], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_dir = work / "checkpoints"
+    deadline = time.time() + 120
+    while not any(ckpt_dir.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    time.sleep(0.4)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (crashed,) = runs_of(mlflow_uri)
+    assert crashed.info.status == "RUNNING"
+
+    repro_train(*args, cwd=work, uri=mlflow_uri)
+    (run,) = runs_of(mlflow_uri)
+    assert run.info.run_id == crashed.info.run_id and run.info.status == "FINISHED"
+    for key in ("final_test_acc", "final_test_loss", "num_zeros", "best_test_acc"):
+        assert run.data.metrics[key] == reference.data.metrics[key], key
+    assert metric_steps(mlflow_uri, run.info.run_id, "test_acc") == [1, 2, 3]
+    ref_hist = [m.value for m in MlflowClient(f"sqlite:///{ref_db}").get_metric_history(reference.info.run_id, "train_loss")]
+    got = [m.value for m in MlflowClient(mlflow_uri).get_metric_history(run.info.run_id, "train_loss")]
+    assert sorted(got) == sorted(ref_hist)
+
+
+@needs_mnist
+def test_rerunning_a_finished_config_trains_nothing_even_elsewhere(train_cli, tmp_path):
+    args = (*SMALL, "data.train_subset=1000", "trainer.epochs=1", "pruner=pmp", "sparsity=0.5")
+    train_cli(*args, "hydra.run.dir=out_a")
+    proc = train_cli(*args, "hydra.run.dir=out_b")
+    assert "skipping" in proc.stdout + proc.stderr
+    assert len(runs_of(train_cli.uri)) == 1
+    train_cli(*args, "rerun=true")
+    assert len(runs_of(train_cli.uri)) == 2
+
+
+@needs_mnist
+@pytest.mark.parametrize("bad", ["sparsity=0.5,1.5,0.9", "sparsity=0.9 optim.lr=0.1,1e12,0.05"])
+def test_one_failing_job_does_not_stop_the_sweep(train_cli, bad):
+    proc = train_cli("-m", *SMALL, "data.train_subset=500", "trainer.epochs=1", "pruner=pmp", *bad.split(), check=False)
+    assert proc.returncode != 0
+    runs = runs_of(train_cli.uri)
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED"]
+    (failed,) = [r for r in runs if r.info.status == "FAILED"]
+    reason = failed.data.tags["repro.failure"]
+    assert "impossible" in reason or "loss became nan" in reason or "loss became inf" in reason
+
+
+@needs_mnist
+def test_parallel_jobs_on_a_brand_new_sqlite_store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # not the pre-migrated template
+    repro_train("-m", "hydra/launcher=joblib", *SMALL, "data.train_subset=500", "trainer.epochs=1", "pruner=pmp",
+                "sparsity=0.5,0.6,0.7,0.8", cwd=tmp_path, uri=uri)
+    runs = runs_of(uri)
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+
+
+@needs_mnist
+def test_logged_final_accuracy_is_recomputed_from_the_checkpoint(train_cli):
+    train_cli(*SMALL, "data.train_subset=2000", "trainer.epochs=1", "pruner=pmp", "sparsity=0.8")
+    (run,) = runs_of(train_cli.uri)
+    ckpt = torch.load(train_cli.cwd / "checkpoints" / f"{run.data.tags['repro.identity']}.pt", weights_only=False)
+    from repro import data, models
+    from repro.engine import evaluate
+    from repro.pruning.masks import MaskSet, check_integrity
+
+    model = models.build("lenet300")
+    MaskSet(model)  # registers the mask buffers the checkpoint holds
+    model.load_state_dict(ckpt["model"])
+    masks = MaskSet(model)
+    check_integrity(masks, 0.8, "global")
+    ds = data.load("mnist", SHARED_DATA, download=False, test_subset=2000)
+    _, acc = evaluate(model, ds.test, data.Normalizer("mnist", torch.device("cpu")), 1000)
+    assert acc == run.data.metrics["final_test_acc"]
+
+
+def _cfg(**over):
+    base = {"model": {"name": "lenet300", "width": 1.0}, "data": {"name": "mnist", "root": "/a", "source": "auto"},
+            "pruner": {"name": "dense", "scope": "global"}, "schedule": {"name": "linear", "end": 0.5},
+            "optim": {"lr": 0.1}, "trainer": {"epochs": 2, "device": "auto", "precision": "auto", "progress": "bar",
+                                              "checkpoint_dir": "x"},
+            "tracking": {"uri": "sqlite:///a.db"}, "seed": 0, "sparsity": 0.0, "rerun": False}
+    for k, v in over.items():
+        node = base
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return OmegaConf.create(base)
+
+
+def _id(cfg, dense=True, device="cpu", source="official"):
+    return run_identity(normalized(cfg, uses_sparsity=not dense, uses_schedule=not dense, uses_masks=not dense,
+                                   device=device, precision="fp32", data_source=source))
+
+
+def test_identity_ignores_cosmetics_and_what_the_method_ignores():
+    a = _cfg()
+    assert _id(a) == _id(_cfg(**{"tracking.uri": "http://x", "trainer.progress": "log", "data.root": "/b",
+                                 "trainer.checkpoint_dir": "y", "rerun": True}))
+    assert _id(a) == _id(_cfg(sparsity=0.9, **{"schedule.end": 0.9}))  # dense ignores both
+    pmp = _cfg(**{"pruner.name": "pmp"})
+    assert _id(pmp, dense=False) != _id(_cfg(sparsity=0.9, **{"pruner.name": "pmp"}), dense=False)
+
+
+def test_identity_keeps_what_changes_results():
+    a = _cfg()
+    assert _id(a) != _id(_cfg(seed=1))
+    assert _id(a) != _id(_cfg(**{"trainer.epochs": 3}))
+    assert _id(a) != _id(a, device="cuda")
+    assert _id(a) != _id(a, source="jpeg")
