@@ -92,6 +92,8 @@ class GraspConfig(PrunerConfig):
 class SynflowConfig(PrunerConfig):
     name: str = "synflow"
     rounds: int = 100
+    #: score in float64 (against overflow of the synaptic flow in deep nets; float32 on MPS)
+    float64: bool = True
 
 
 @dataclass

@@ -3,4 +3,7 @@
 Importing this package registers every method module in ``methods.REGISTRY``.
 """
 
-from repro.pruning import methods  # noqa: F401  (registry, dense, PMP, GMP)
+from repro.pruning import (
+    at_init,  # noqa: F401  (SNIP, GraSP, SynFlow, random, magnitude at init)
+    methods,  # noqa: F401  (registry, dense, PMP, GMP)
+)
