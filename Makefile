@@ -48,7 +48,11 @@ train: setup  ## one run, e.g. make train ARGS="pruner=pmp sparsity=0.9"
 	$(BIN)/repro-train $(ARGS)
 
 reproduce-table: setup  ## the sweep of PROFILE (quick|mnist|paper), then the report
-	$(BIN)/repro-train -m +profile=$(PROFILE) $(ARGS)
+	$(BIN)/repro-train -m +profile=$(PROFILE) $(ARGS); rc=$$?; \
+	  $(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS) || exit $$?; exit $$rc
+
+report: setup  ## the report of PROFILE from MLflow into results/PROFILE/ (REPORT_ARGS="--tolerance 0.5 ...")
+	$(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS)
 
 ui: setup  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
