@@ -121,6 +121,18 @@ class OneshotConfig(PrunerConfig):
 
 
 @dataclass
+class MaskFromConfig(PrunerConfig):
+    name: str = "mask_from"
+    #: an MLflow run id (its final_state_dict.pt artifact) or a .pt file holding *.weight_mask entries
+    source: str = ""
+    init: str = "original"  # original (this seed's init) | random (a fresh draw)
+    #: train dense for this many steps before the mask applies (a rewind point)
+    rewind_step: int = 0
+    #: a random mask with the saved per-layer densities instead of the saved mask
+    shuffle: bool = False
+
+
+@dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd | adam
     lr: float = 0.1
@@ -195,6 +207,7 @@ SCHEMAS: dict[str, tuple[str, type]] = {
     "schema_random": ("pruner", RandomConfig),
     "schema_lth": ("pruner", LTHConfig),
     "schema_oneshot": ("pruner", OneshotConfig),
+    "schema_mask_from": ("pruner", MaskFromConfig),
 }
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro.cost import forward_flops, layer_macs, training_flops
 from repro.data import Batches, Dataset, Normalizer, Split, eval_batches
 from repro.pruning.masks import MaskSet
 from repro.pruning.methods import Context, Method
@@ -93,7 +94,7 @@ def lr_factor(optim: Any, steps_per_epoch: int, epochs: int) -> Callable[[int], 
     """
     total = steps_per_epoch * epochs
     warm = optim.warmup_epochs * steps_per_epoch
-    marks = [round(m * epochs) * steps_per_epoch for m in optim.milestones]
+    marks = [max(1, math.floor(m * epochs + 0.5)) * steps_per_epoch for m in optim.milestones]
 
     def factor(step: int) -> float:
         if step < warm:
@@ -157,7 +158,8 @@ class Engine:
 
     def __init__(self, model: nn.Module, dataset: Dataset, method: Method, masks: MaskSet, optim: Any,
                  cfg: LoopConfig, device: torch.device,
-                 on_epoch: Callable[[dict, int], None] = lambda metrics, step: None) -> None:
+                 on_epoch: Callable[[dict, int], None] = lambda metrics, step: None,
+                 on_cycle: Callable[[dict, int, float], None] = lambda metrics, cycle, target: None) -> None:
         self.model = model
         self.dataset = dataset
         self.method = method
@@ -166,6 +168,7 @@ class Engine:
         self.cfg = cfg
         self.device = device
         self.on_epoch = on_epoch
+        self.on_cycle = on_cycle
         self.normalize = Normalizer(dataset.name, device)
         augment = cfg.augment and dataset.name == "cifar10"
         self.train_split = dataset.train.to(device)
@@ -180,6 +183,7 @@ class Engine:
             (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
             if cfg.precision == "bf16" else contextlib.nullcontext
         )
+        self.macs = layer_macs(model, tuple(dataset.train.images.shape[1:]))
         self.state = LoopState()
         self._new_optimizer(0)
         self.ctx = Context(
@@ -189,10 +193,15 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ plumbing for methods
+    @property
+    def epochs(self) -> int:
+        """Epochs of the current cycle."""
+        return self.method.cycle_epochs(self.state.cycle, self.cfg.epochs)
+
     def _new_optimizer(self, step: int) -> None:
         """A fresh optimizer and LR schedule positioned at ``step`` (LTH rewinding resets both)."""
         self.optimizer = make_optimizer(self.model.parameters(), self.optim_cfg)
-        factor = lr_factor(self.optim_cfg, self.steps_per_epoch, self.cfg.epochs)
+        factor = lr_factor(self.optim_cfg, self.steps_per_epoch, self.epochs)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = g["lr"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor, last_epoch=step - 1)
@@ -249,7 +258,9 @@ class Engine:
         bar = self._progress(epoch)
         step = self.state.step
         lr = opt.param_groups[0]["lr"]
-        for x, y in self.batches.epoch(self.cfg.seed, epoch):
+        # a cycle may start mid-epoch (LTH rewinding to step k): skip the batches before it
+        first = step - epoch * self.steps_per_epoch
+        for x, y in self.batches.epoch(self.cfg.seed, epoch, start=first):
             with self.autocast():
                 out = self.forward(self.prepare(x))
                 loss = F.cross_entropy(out, y)
@@ -263,8 +274,7 @@ class Engine:
             self.scheduler.step()
             step += 1
             if method.after_step(self.ctx, step):
-                self.state.density_log.append((self.state.total_steps_run + step - self.state.step,
-                                               [r["density"] for r in masks.density_table()]))
+                self._record_density(self.state.total_steps_run + step - self.state.step)
             loss_sum += loss.detach() * len(y)
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
@@ -293,7 +303,7 @@ class Engine:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False)
+        return tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
@@ -304,22 +314,35 @@ class Engine:
             self.method.before_training(self.ctx)
             self.state.started = True
             if self.masks.sparsity() > 0:
-                self.state.density_log.append((0, [r["density"] for r in self.masks.density_table()]))
+                self._record_density(0)
         while True:
-            while self.state.epoch < self.cfg.epochs:
+            while self.state.epoch < self.epochs:
                 self._one_epoch()
+            target = self.method.cycle_target(self.state.cycle)
+            if target is not None:
+                self.on_cycle(self.final_metrics(), self.state.cycle, target)
             if not self.method.after_cycle(self.ctx, self.state.cycle):
                 break
-            self.state.cycle += 1
-            self.state.epoch = 0
+            self._record_density(self.state.total_steps_run)
+            self._start_cycle(self.method.cycle_start_step())
             self.save_checkpoint()
         return self.final_metrics()
+
+    def _start_cycle(self, step: int) -> None:
+        """Position a new cycle at optimizer step ``step`` with a fresh optimizer and LR schedule."""
+        self.state.cycle += 1
+        self.state.step = step
+        self.state.epoch = step // self.steps_per_epoch
+        self._new_optimizer(step)
+
+    def _record_density(self, global_step: int) -> None:
+        self.state.density_log.append((global_step, [r["density"] for r in self.masks.density_table()]))
 
     def _one_epoch(self) -> None:
         epoch = self.state.epoch
         metrics = self.train_epoch(epoch)
         self.method.after_epoch(self.ctx, epoch)
-        last = epoch + 1 == self.cfg.epochs
+        last = epoch + 1 == self.epochs
         if last or (epoch + 1) % self.cfg.eval_every == 0:
             metrics["test_loss"], metrics["test_acc"] = evaluate(
                 self.model, self.test_split, self.normalize, self.cfg.eval_batch_size, self.prepare)
@@ -344,6 +367,23 @@ class Engine:
             log.info("cycle %d | %s", self.state.cycle, shown)
         self.on_epoch(metrics, step)
 
+    def cost(self) -> dict:
+        """What the subnetwork cost so far: steps, epochs and training FLOPs over all cycles
+        (scoring passes included), and the inference FLOPs of the current mask."""
+        density = dict(zip(self.masks.names, (r["density"] for r in self.masks.density_table())))
+        steps = self.state.total_steps_run
+        per_step = len(self.train_split) / self.steps_per_epoch  # mean batch (the last one may be short)
+        flops = training_flops(self.macs, per_step, steps, self.state.density_log, self.masks.names,
+                               scoring_samples=getattr(self.method, "scoring_samples", 0.0))
+        return {
+            "cost_iterations": float(steps),
+            "cost_epochs": steps / self.steps_per_epoch,
+            "cost_cycles": float(self.state.cycle + 1),
+            "cost_train_flops": flops,
+            "cost_inference_flops": forward_flops(self.macs, density),
+            "cost_dense_cycle_flops": 3 * forward_flops(self.macs) * len(self.train_split) * self.cfg.epochs,
+        }
+
     def final_metrics(self) -> dict:
         """Headline numbers. best_test_acc counts only epochs evaluated on the final mask of
         the last cycle; with a validation split it is the test accuracy at the best
@@ -361,6 +401,7 @@ class Engine:
             "num_zeros": float(self.masks.num_zeros()),
             "layer_collapse": float(bool(self.masks.collapsed_layers())),
             "total_steps": float(self.state.total_steps_run),
+            **self.cost(),
         }
         if final:
             key = "val_acc" if "val_acc" in final[0] else "test_acc"

@@ -169,7 +169,7 @@ def fetch_runs(uri: str, experiment: str, profile: str | None) -> pd.DataFrame:
                             output_format="pandas")
     col = f"tags.{REPORT_TAG}"
     if col in df.columns:
-        df = df[df[col].fillna("") != "report"]
+        df = df[~df[col].fillna("").isin(["report", "chain"])]  # report runs; LTH chains (their targets are nested runs)
     return df.reset_index(drop=True)
 
 

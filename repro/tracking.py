@@ -165,6 +165,27 @@ class Tracker:
             torch.save(obj, path)
             self.log_file(path)
 
+    def log_child(self, identity: str, name: str, tags: dict[str, str], params: dict[str, str],
+                  metrics: dict[str, float]) -> str | None:
+        """A finished nested run under the current one (one LTH target of a chain); idempotent:
+        a FINISHED child with the same identity is kept as it is."""
+        existing = self.find(identity)
+        if existing is not None and existing.info.status == "FINISHED":
+            return existing.info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={IDENTITY_TAG: identity, "mlflow.parentRunId": self.run_id, **tags})
+        parent, self.run_id = self.run_id, run.info.run_id
+        try:
+            self.log_params(params)
+            self.log_metrics(metrics)
+            self.client.set_terminated(run.info.run_id, status="FINISHED")
+        finally:
+            self.run_id = parent
+        return run.info.run_id
+
+    def download(self, run_id: str, artifact: str, dst: Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
+
     def end(self, status: str, reason: str | None = None) -> None:
         if self.run_id is None:
             return

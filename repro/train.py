@@ -68,7 +68,9 @@ def resolve_runtime(cfg: DictConfig) -> dict[str, Any]:
 
 def run_name(cfg: DictConfig, method_cls: type) -> str:
     parts = [cfg.pruner.name, cfg.model.name, cfg.data.name]
-    if method_cls.uses_sparsity:
+    if _has_targets(cfg):
+        parts.append("chain")
+    elif method_cls.uses_sparsity:
         parts.append(f"s{cfg.sparsity:g}")
     parts.append(f"seed{cfg.seed}")
     return "-".join(parts)
@@ -91,7 +93,7 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     model = models.build(cfg.model.name, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
                          width=cfg.model.width)
     initialize(model, cfg.trainer.init)
-    method = runtime["method_cls"](cfg.pruner, cfg.sparsity, cfg.schedule)
+    method = runtime["method_cls"](_resolved_pruner(cfg, tracker), cfg.sparsity, cfg.schedule)
     masks = MaskSet(model, exclude_first=cfg.pruner.exclude_first, exclude_last=cfg.pruner.exclude_last)
     tracker.log_metrics({"num_prunable": masks.num_prunable})
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
@@ -107,11 +109,24 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     )
     if cfg.rerun and loop.checkpoint_path is not None and loop.checkpoint_path.is_file():
         loop.checkpoint_path.unlink()
-    engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics)
+    flat_params = flatten(OmegaConf.to_container(cfg, resolve=True))
+
+    def log_target(metrics: dict, cycle: int, target: float) -> None:
+        """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
+        check_integrity(masks, target, method.scope)
+        tags = {k: v for k, v in base_tags.items() if k != "kind"}
+        tracker.log_child(f"{runtime['identity']}:{target:g}", f"{run_name(cfg, runtime['method_cls'])}-t{target:g}",
+                          {**tags, "cycle": str(cycle)}, {**flat_params, "sparsity": str(target)}, metrics)
+
+    base_tags = runtime["tags"]
+    engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
+                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None)
+    engine.ctx.extra["init"] = cfg.trainer.init
     final = engine.run()
 
-    if method.uses_masks and method.uses_sparsity:
-        check_integrity(masks, cfg.sparsity, method.scope)
+    target = method.final_target()
+    if target is not None:
+        check_integrity(masks, target, method.scope if not getattr(method, "layer_rates", None) else "global")
     tracker.log_metrics(final)
     table = masks.density_table()
     tracker.log_text("layer,shape,weights,kept,density\n" + "".join(
@@ -123,13 +138,35 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     return final
 
 
+def _has_targets(cfg: DictConfig) -> bool:
+    return bool(getattr(cfg.pruner, "targets", None))
+
+
+def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
+    """The pruner config with ``source`` (mask_from) turned into a local file: an MLflow run id
+    is fetched as that run's final_state_dict.pt artifact."""
+    source = getattr(cfg.pruner, "source", None)
+    if not source or Path(source).is_file():
+        return cfg.pruner
+    if not tracker.enabled:
+        raise ConfigError(f"pruner.source={source} is not a file, and without tracking it cannot be a run id")
+    import tempfile
+
+    dst = Path(tempfile.mkdtemp(prefix="repro-mask-"))
+    try:
+        path = tracker.download(source, "final_state_dict.pt", dst)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"pruner.source={source}: neither a file nor a run with final_state_dict.pt ({exc})") from None
+    return OmegaConf.merge(cfg.pruner, {"source": str(path)})
+
+
 def run(cfg: DictConfig) -> dict[str, float] | None:
     """One job: skip if already FINISHED, resume if crashed, else start fresh."""
     try:
         runtime = resolve_runtime(cfg)
     except USER_ERRORS as exc:
         return _fail(None, exc)
-    norm = normalized(cfg, uses_sparsity=runtime["method_cls"].uses_sparsity,
+    norm = normalized(cfg, uses_sparsity=runtime["method_cls"].uses_sparsity and not _has_targets(cfg),
                       uses_schedule=runtime["method_cls"].uses_schedule, uses_masks=runtime["method_cls"].uses_masks,
                       device=runtime["device"].type, precision=runtime["precision"], data_source=runtime["data_source"])
     identity = runtime["identity"] = run_identity(norm)
@@ -150,6 +187,9 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         "profile": cfg.profile,
         "hydra_overrides": _hydra_overrides(),
     }
+    if _has_targets(cfg):
+        tags["kind"] = "chain"  # the report reads the nested per-target runs, not the chain
+    runtime["tags"] = tags
     tracker.start(identity, run_name(cfg, runtime["method_cls"]), tags, resume_run_id=resume)
     try:
         tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))

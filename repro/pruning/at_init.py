@@ -79,6 +79,7 @@ class Snip(PruneAtInit):
 
     def scores(self, ctx: Context) -> list[torch.Tensor]:
         bs = _positive_int(self.cfg, "batch_size", default_batch_size(ctx.dataset))
+        self.scoring_samples = float(self.num_batches * bs)
         return scoring.snip(ctx.model, ctx.masks, self.batches(ctx, bs), num_batches=self.num_batches)
 
 
@@ -101,6 +102,8 @@ class Grasp(PruneAtInit):
         # The balanced sample is the first samples_per_class of each class in stream order,
         # whatever the batch size; this one only sets how much is decoded per step.
         data = self.batches(ctx, default_batch_size(ctx.dataset))
+        # a gradient pass and a Hessian-gradient pass over the balanced sample, per iteration
+        self.scoring_samples = float(2 * self.samples_per_class * 10 * self.num_iters)
         return scoring.grasp(ctx.model, ctx.masks, data, temperature=self.temperature,
                              samples_per_class=self.samples_per_class, num_iters=self.num_iters)
 
@@ -139,6 +142,7 @@ class SynFlow(PruneAtInit):
     def prune(self, ctx: Context) -> None:
         # Only the input's shape is read from the data: SynFlow feeds an all-ones input.
         x, _ = next(iter(self.batches(ctx, 1)))
+        self.scoring_samples = float(self.rounds)  # one all-ones sample per round
         dtype = torch.float64 if self.float64 and ctx.device.type != "mps" else torch.float32
         synflow_prune(ctx.model, ctx.masks, self.sparsity, tuple(x.shape[1:]), rounds=self.rounds, scope=self.scope,
                       dtype=dtype)

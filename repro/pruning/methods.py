@@ -65,6 +65,9 @@ class Method:
     #: whether the run depends on the `schedule` group
     uses_schedule: ClassVar[bool] = False
 
+    #: samples passed through the dense network (forward + backward) to score, for cost accounting
+    scoring_samples: float = 0.0
+
     def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
         self.cfg = pruner
         self.sparsity = float(sparsity) if self.uses_sparsity else 0.0
@@ -88,6 +91,23 @@ class Method:
     def mask_is_final(self, step: int) -> bool:
         """Whether the mask at ``step`` is the one the run ends with (best_test_acc counts only these)."""
         return True
+
+    def final_target(self) -> float | None:
+        """The sparsity the run must end at exactly (checked by the integrity check), if any."""
+        return self.sparsity if self.uses_sparsity else None
+
+    def cycle_target(self, cycle: int) -> float | None:
+        """The target sparsity that cycle ``cycle`` ends at, if its result is to be reported on its
+        own (LTH: one result per target of the chain); None for single-cycle methods."""
+        return None
+
+    def cycle_epochs(self, cycle: int, epochs: int) -> int:
+        """How many epochs cycle ``cycle`` trains (one-shot fine-tuning is shorter)."""
+        return epochs
+
+    def cycle_start_step(self) -> int:
+        """The optimizer step a new cycle starts from (LTH rewinding to step k)."""
+        return 0
 
     def state_dict(self) -> dict:
         return {}
