@@ -33,6 +33,7 @@ log = logging.getLogger("repro.train")
 USER_ERRORS = (ConfigError, data_mod.DataError, ValueError, RuntimeError)
 
 register_configs()
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 class JobFailed(Exception):
@@ -80,10 +81,9 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     """Build data, model, masks and method; run the loop; check invariants; log results."""
     validate(cfg)
     device: torch.device = runtime["device"]
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # per job, so a reused worker process (joblib) carries nothing over from the last job
+    torch.set_num_threads(cfg.trainer.threads or DEFAULT_THREADS)
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     d = cfg.data
     dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
                             cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)
@@ -99,16 +99,13 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     channels_last = {"auto": device.type == "cuda" and has_conv, "true": True, "false": False}[
         str(cfg.trainer.channels_last).lower()]
-    ckpt_dir = Path(cfg.trainer.checkpoint_dir)
     loop = LoopConfig(
         epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
         eval_every=cfg.trainer.eval_every, seed=cfg.seed, augment=d.augment, progress=cfg.trainer.progress,
         precision=runtime["precision"], channels_last=channels_last, compile=cfg.trainer.compile,
         checkpoint_every=cfg.trainer.checkpoint_every,
-        checkpoint_path=ckpt_dir / f"{runtime['identity']}.pt" if cfg.trainer.checkpoint_every else None,
+        checkpoint_path=runtime["checkpoint"] if cfg.trainer.checkpoint_every else None,
     )
-    if cfg.rerun and loop.checkpoint_path is not None and loop.checkpoint_path.is_file():
-        loop.checkpoint_path.unlink()
     flat_params = flatten(OmegaConf.to_container(cfg, resolve=True))
 
     def log_target(metrics: dict, cycle: int, target: float) -> None:
@@ -176,6 +173,10 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
         return dict(existing.data.metrics)
     resume = existing.info.run_id if existing is not None and not cfg.rerun else None
+    checkpoint = runtime["checkpoint"] = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
+    if checkpoint.is_file() and (cfg.rerun or (tracker.enabled and resume is None)):
+        # a checkpoint without a run to resume (rerun, or a new tracking store) starts afresh
+        checkpoint.unlink()
     tags = {
         **git_info(),
         "torch_version": torch.__version__,
