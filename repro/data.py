@@ -274,12 +274,13 @@ def random_crop_flip(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, f
     """Pad by ``pad`` with zeros, crop back at per-sample offsets (dy, dx), flip where ``flip``."""
     b, c, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad))
-    rows = (dy.view(b, 1) + torch.arange(h, device=images.device)).view(b, 1, h, 1)
+    rows = dy.view(b, 1) + torch.arange(h, device=images.device)
     j = torch.arange(w, device=images.device)
-    cols = (dx.view(b, 1) + torch.where(flip.view(b, 1), w - 1 - j, j)).view(b, 1, 1, w)
-    bi = torch.arange(b, device=images.device).view(b, 1, 1, 1)
-    ci = torch.arange(c, device=images.device).view(1, c, 1, 1)
-    return padded[bi, ci, rows, cols]
+    cols = dx.view(b, 1) + torch.where(flip.view(b, 1), w - 1 - j, j)
+    # One gather over each padded image's flat pixels (shared by its channels): several times
+    # faster than four-tensor advanced indexing on CPU, and the same result.
+    index = (rows.view(b, h, 1) * (w + 2 * pad) + cols.view(b, 1, w)).view(b, 1, h * w)
+    return padded.reshape(b, c, -1).gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

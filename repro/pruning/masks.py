@@ -148,7 +148,7 @@ class MaskSet:
         if len(scores) != len(self._masks):
             raise ValueError(f"got {len(scores)} score tensors for {len(self._masks)} prunable layers")
         if scope == "global":
-            new = select_global(scores, self._masks, sparsity)
+            new = _keep_global(scores, self._masks, sparsity)  # bool; copy_ below converts without a float copy
         elif scope == "layerwise":
             new = [select_topk(s, m, pruned_count(sparsity, m.numel())) for s, m in zip(scores, self._masks)]
         else:
@@ -160,7 +160,7 @@ class MaskSet:
 
 def _active_scores(score: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     s = score.detach().reshape(-1).to(torch.float32)
-    return torch.where(mask.reshape(-1).bool(), s, torch.full_like(s, -math.inf))
+    return torch.where(mask.reshape(-1) != 0, s, -math.inf)
 
 
 def select_topk(score: torch.Tensor, mask: torch.Tensor, num_pruned: int) -> torch.Tensor:
@@ -175,33 +175,81 @@ def select_topk(score: torch.Tensor, mask: torch.Tensor, num_pruned: int) -> tor
     return (out * mask.reshape(-1)).view_as(mask)
 
 
+#: the strided sample that brackets the global threshold holds at most this many values (see ``_kth_smallest``)
+SAMPLE_SIZE = 1 << 16
+
+
+def _kthvalue(t: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.kthvalue(t.cpu() if t.device.type == "mps" else t, k).values.to(t.device)
+
+
+def _kth_smallest(parts: list[torch.Tensor], r: int, sample_size: int | None = None) -> torch.Tensor:
+    """The r-th smallest value (1-based) over the concatenation of the 1-D ``parts``: exactly the value
+    ``kthvalue(cat(parts), r)`` returns, without partially sorting all N values.
+
+    A strided sample brackets the answer between two of its quantiles (lo, hi]; two counting passes
+    (<= lo, <= hi) check that the bracket holds rank r, and ``kthvalue`` then ranks only the values
+    inside it. If the bracket misses (adversarial layouts, NaN), one ``kthvalue`` over everything
+    answers: never wrong, only slower. NaN sorts last in both paths.
+    """
+    n = sum(p.numel() for p in parts)
+    size = sample_size or min(SAMPLE_SIZE, 16 * math.isqrt(n))
+    stride = n // max(1, size)
+    if stride > 1:
+        sample = torch.cat([p[::stride] for p in parts])
+        s = sample.numel()
+        pos = (r - 0.5) * s / n  # where rank r falls in the sample (0-based)
+        margin = 4.0 * math.sqrt(s) + 8.0
+        lo = _kthvalue(sample, min(s, max(1, int(pos - margin) + 1)))
+        hi = _kthvalue(sample, min(s, max(1, int(pos + margin) + 1)))
+        upto_lo = [p <= lo for p in parts]
+        upto_hi = [p <= hi for p in parts]
+        counts = torch.stack([torch.stack([torch.count_nonzero(a), torch.count_nonzero(b)])
+                              for a, b in zip(upto_lo, upto_hi)]).sum(0).tolist()
+        n_lo, n_hi = counts
+        if n_lo < r <= n_hi:
+            inside = torch.cat([p[b.logical_xor_(a)] for p, a, b in zip(parts, upto_lo, upto_hi)])  # (lo, hi]
+            return _kthvalue(inside, r - n_lo)
+        if r <= n_lo and int(sum(torch.count_nonzero(p < lo) for p in parts)) < r:
+            return lo  # rank r falls among the ties at lo (e.g. the -inf of pruned weights)
+    return _kthvalue(torch.cat(parts), r)
+
+
 def select_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
     """All tensors at once: keep the N - floor(s N + 0.5) best active scores over the union.
 
-    A threshold is found with ``kthvalue`` (exact, O(N), no 2^24 limit as ``quantile`` has);
-    weights strictly above it are kept and the remaining slots are filled among the ties
-    at the threshold in position order.
+    The threshold (the keep-th largest active score) is found exactly by ``_kth_smallest``
+    (O(N), no 2^24 limit as ``quantile`` has); weights at or above it are kept, and when more
+    weights tie at the threshold than there are slots, the earlier positions win.
     """
-    flat = torch.cat([_active_scores(s, m) for s, m in zip(scores, masks)])
-    n = flat.numel()
+    return [k.to(m.dtype) for k, m in zip(_keep_global(scores, masks, sparsity), masks)]
+
+
+def _keep_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
+    """``select_global`` as bool tensors shaped like ``masks`` (views of one flat tensor). The extra
+    memory is one float32 copy of the active scores plus a few bools per weight."""
+    sizes = [m.numel() for m in masks]
+    n = sum(sizes)
     keep = n - pruned_count(sparsity, n)
-    keep_flat = torch.zeros(n, dtype=torch.bool, device=flat.device)
-    if keep > 0:
-        # the keep-th largest value = the (n - keep + 1)-th smallest
-        threshold = torch.kthvalue(flat.cpu() if flat.device.type == "mps" else flat, n - keep + 1).values
-        above = flat > threshold
-        keep_flat |= above
-        missing = keep - int(above.sum().item())
-        if missing > 0:
-            ties = torch.nonzero(flat == threshold).view(-1)[:missing]
-            keep_flat[ties] = True
-    active = torch.cat([m.reshape(-1) for m in masks]).bool()
-    keep_flat &= active
-    out, start = [], 0
-    for m in masks:
-        out.append(keep_flat[start : start + m.numel()].view_as(m).to(m.dtype))
-        start += m.numel()
-    return out
+    if keep <= 0:
+        return [torch.zeros(m.shape, dtype=torch.bool, device=m.device) for m in masks]
+    flat = torch.empty(n, dtype=torch.float32, device=masks[0].device)
+    pruned = torch.full((), -math.inf, device=flat.device)
+    for s, m, chunk in zip(scores, masks, torch.split(flat, sizes)):
+        torch.where(m.reshape(-1) != 0, s.detach().reshape(-1).to(torch.float32), pruned, out=chunk)
+    # the keep-th largest value = the (n - keep + 1)-th smallest
+    threshold = _kth_smallest([flat], n - keep + 1)
+    kept = flat >= threshold
+    # More weights may tie at the threshold than there are slots: the latest ties lose.
+    surplus = int(torch.count_nonzero(kept).item()) - keep
+    if surplus > 0:
+        ties = torch.nonzero(flat == threshold).view(-1)
+        kept[ties[ties.numel() - surplus:]] = False
+    del flat
+    # Pruned weights score -inf: they can be kept only through ties at a threshold of -inf (or NaN).
+    if not bool(threshold > -math.inf):
+        kept &= torch.cat([m.reshape(-1) != 0 for m in masks])
+    return [k.view(m.shape) for k, m in zip(torch.split(kept, sizes), masks)]
 
 
 def check_integrity(masks: MaskSet, sparsity: float, scope: str) -> None:
