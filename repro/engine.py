@@ -267,10 +267,11 @@ class Engine:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if keep_masks:
+                # Masked gradients keep masked weights at exactly 0.0 through SGD (momentum,
+                # weight decay, Nesterov), Adam and AdamW, as long as optimizer state is zero there
+                # (clean_optimizer_state on every mask change): no second pass over the weights.
                 masks.mask_grads()
             opt.step()
-            if keep_masks:
-                masks.apply()
             self.scheduler.step()
             step += 1
             if method.after_step(self.ctx, step):
