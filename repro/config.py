@@ -42,9 +42,9 @@ class DataConfig:
     cache_dir: str = "${oc.env:REPRO_CACHE_DIR,.cache/repro}"
     #: try torchvision's download when no local copy is found
     download: bool = True
-    #: use only the first N training images (0 = all); for smoke tests and tiny budgets
+    #: use a fixed random subset of N training images (0 = all); for smoke tests and tiny budgets
     train_subset: int = 0
-    #: use only the first N test images (0 = all)
+    #: use a fixed random subset of N test images (0 = all)
     test_subset: int = 0
 
 

@@ -220,6 +220,15 @@ def locate(name: str, root: str | Path, source: str = "auto") -> str:
     return "missing"
 
 
+def _subset(split: Split, n: int) -> Split:
+    """A fixed random subset of ``n`` samples (seed 1, in original order): not the first n, since
+    some copies (the CIFAR JPEG tree) are stored class by class."""
+    if n >= len(split):
+        return split
+    keep = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))[:n].sort().values
+    return Split(split.images[keep], split.labels[keep])
+
+
 def load(
     name: str,
     root: str | Path,
@@ -249,9 +258,9 @@ def load(
         keep = order[val_size:].sort().values
         train = Split(train.images[keep], train.labels[keep])
     if train_subset:
-        train = Split(train.images[:train_subset], train.labels[:train_subset])
+        train = _subset(train, train_subset)
     if test_subset:
-        test = Split(test.images[:test_subset], test.labels[:test_subset])
+        test = _subset(test, test_subset)
     return Dataset(name=name, source=used, train=train, test=test, val=val)
 
 

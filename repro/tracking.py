@@ -166,7 +166,7 @@ class Tracker:
             self.log_file(path)
 
     def log_child(self, identity: str, name: str, tags: dict[str, str], params: dict[str, str],
-                  metrics: dict[str, float]) -> str | None:
+                  metrics: dict[str, float], texts: dict[str, str] | None = None) -> str | None:
         """A finished nested run under the current one (one LTH target of a chain); idempotent:
         a FINISHED child with the same identity is kept as it is."""
         existing = self.find(identity)
@@ -178,6 +178,8 @@ class Tracker:
         try:
             self.log_params(params)
             self.log_metrics(metrics)
+            for filename, text in (texts or {}).items():
+                self.log_text(text, filename)
             self.client.set_terminated(run.info.run_id, status="FINISHED")
         finally:
             self.run_id = parent

@@ -113,7 +113,8 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
         check_integrity(masks, target, method.scope)
         tags = {k: v for k, v in base_tags.items() if k != "kind"}
         tracker.log_child(f"{runtime['identity']}:{target:g}", f"{run_name(cfg, runtime['method_cls'])}-t{target:g}",
-                          {**tags, "cycle": str(cycle)}, {**flat_params, "sparsity": str(target)}, metrics)
+                          {**tags, "cycle": str(cycle)}, {**flat_params, "sparsity": str(target)}, metrics,
+                          texts={"layer_density.csv": density_csv(masks)})
 
     base_tags = runtime["tags"]
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
@@ -125,14 +126,18 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     if target is not None:
         check_integrity(masks, target, method.scope if not getattr(method, "layer_rates", None) else "global")
     tracker.log_metrics(final)
-    table = masks.density_table()
-    tracker.log_text("layer,shape,weights,kept,density\n" + "".join(
-        f"{r['layer']},{r['shape']},{r['weights']},{r['kept']},{r['density']:.6f}\n" for r in table), "layer_density.csv")
+    tracker.log_text(density_csv(masks), "layer_density.csv")
     tracker.set_tags({"layer_collapse": ",".join(masks.collapsed_layers()) or "none"})
     if cfg.trainer.save_model:
         tracker.log_torch(model.state_dict(), "final_state_dict.pt")
     log.info("final: %s", ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final
+
+
+def density_csv(masks: MaskSet) -> str:
+    """The per-layer density table as CSV (an artifact of every run)."""
+    return "layer,shape,weights,kept,density\n" + "".join(
+        f"{r['layer']},{r['shape']},{r['weights']},{r['kept']},{r['density']:.6f}\n" for r in masks.density_table())
 
 
 def _has_targets(cfg: DictConfig) -> bool:
