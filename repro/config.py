@@ -253,7 +253,7 @@ def validate(cfg: Any) -> None:
              f"schedule.name={sch.name}: use linear, cubic, exponential or constant")
     _require(0.0 <= sch.start <= sch.end, f"schedule window start={sch.start} end={sch.end}: need 0 <= start <= end")
     _require(sch.end <= 1.0, f"schedule.end={sch.end} lies past the end of training: use a fraction of the run <= 1.0")
-    _require(0.0 <= sch.initial_sparsity <= max(s, 0.0) or sch.initial_sparsity == 0.0,
+    _require(0.0 <= sch.initial_sparsity <= s,
              f"schedule.initial_sparsity={sch.initial_sparsity} exceeds sparsity={s}: lower it")
     _require(sch.update_frequency >= 1, "schedule.update_frequency must be >= 1")
     _require(sch.update_unit in ("iterations", "epochs"), f"schedule.update_unit={sch.update_unit}: use iterations or epochs")

@@ -539,14 +539,20 @@ def plot_accuracy(groups: pd.DataFrame, refs: pd.DataFrame, out: Path, dense_met
         ax.set_ylabel("final test accuracy (%)")
         ax.set_title(f"{model} on {dataset} ({source}), {epochs:g} epochs, width {width:g}\n"
                      "mean ± std over seeds; stars: references", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"acc_vs_sparsity_{_slug(model, dataset, source, f'e{epochs:g}', f'w{width:g}')}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, ax, out / f"acc_vs_sparsity_{_slug(model, dataset, source, f'e{epochs:g}', f'w{width:g}')}.png"))
     return paths
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    """Grid, legend, tight layout, write the PNG, free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _download_density(client: Any, run_id: str, tmp: Path) -> pd.DataFrame | None:
@@ -591,13 +597,8 @@ def plot_layer_density(groups: pd.DataFrame, runs: pd.DataFrame, client: Any, ou
             ax.set_ylabel("density of the final mask (kept / weights)")
             ax.set_yscale("log")
             ax.set_title(f"{model} on {dataset} ({source}) at {100 * target:g}% sparsity, {epochs:g} epochs", fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = out / f"layer_density_{_slug(model, dataset, source, f's{target:g}', f'e{epochs:g}', f'w{width:g}')}.png"
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            paths.append(path)
+            slug = _slug(model, dataset, source, f"s{target:g}", f"e{epochs:g}", f"w{width:g}")
+            paths.append(_save(fig, ax, out / f"layer_density_{slug}.png"))
     return paths
 
 
