@@ -3,7 +3,8 @@
     repro-report --profile quick                 # results/quick/: table.md, table.csv, claims.csv, *.png
     repro-report --profile paper --tolerance 0.5 --no-log
 
-Reads only MLflow (the runs of one experiment whose tag ``profile`` matches) and
+Reads only MLflow (the runs of one experiment whose ``profile`` tag matches, or that a later
+sweep of the profile reused: tag ``repro.profile.<name>``) and
 ``conf/references.csv``. Runs are grouped by model, dataset, data source, method, target
 sparsity (param ``sparsity``; 0 for dense), epochs and width; seeds are aggregated (mean,
 sample std, n, Student-t interval). Failed or unfinished runs are left out of the numbers
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro.tracking import PROJECT_ROOT, git_info, resolve_uri
+from repro.tracking import PROJECT_ROOT, git_info, profile_tag, resolve_uri
 
 log = logging.getLogger("repro.report")
 
@@ -154,7 +155,7 @@ def combine(verdicts: Sequence[str]) -> str:
 
 
 def fetch_runs(uri: str, experiment: str, profile: str | None) -> pd.DataFrame:
-    """All active runs of the experiment (with this profile tag) as mlflow.search_runs gives them."""
+    """All active runs of the experiment (of this profile) as mlflow.search_runs gives them."""
     import mlflow
     from mlflow.entities import ViewType
 
@@ -162,11 +163,14 @@ def fetch_runs(uri: str, experiment: str, profile: str | None) -> pd.DataFrame:
     exp = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
     if exp is None:
         return pd.DataFrame()
-    filt = ""
-    if profile:
-        filt = "tags.profile = '{}'".format(profile.replace("\\", "\\\\").replace("'", "\\'"))
-    df = mlflow.search_runs([exp.experiment_id], filter_string=filt, run_view_type=ViewType.ACTIVE_ONLY,
-                            output_format="pandas")
+    df = mlflow.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, output_format="pandas")
+    if profile and len(df):
+        # the run's own profile, or a profile that reused it (a FINISHED run skipped by a later sweep)
+        member = df.get("tags.profile", pd.Series(index=df.index, dtype=object)).eq(profile)
+        joined = f"tags.{profile_tag(profile)}"
+        if joined in df.columns:
+            member |= df[joined].eq("1")
+        df = df[member]
     col = f"tags.{REPORT_TAG}"
     if col in df.columns:
         df = df[~df[col].fillna("").isin(["report", "chain"])]  # report runs; LTH chains (their targets are nested runs)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 IDENTITY_TAG = "repro.identity"
 FAILURE_TAG = "repro.failure"
+#: membership tag prefix: ``repro.profile.<name> = "1"`` on every run a profile produced or reused
+PROFILE_TAG_PREFIX = "repro.profile."
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,6 +80,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     else:
         out[prefix[:-1]] = json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)
     return out
+
+
+def profile_tag(profile: str) -> str:
+    return PROFILE_TAG_PREFIX + profile
 
 
 class Tracker:
@@ -184,6 +190,17 @@ class Tracker:
         finally:
             self.run_id = parent
         return run.info.run_id
+
+    def join_profile(self, run_id: str, profile: str) -> None:
+        """Mark a reused FINISHED run (and its nested target runs) as part of ``profile`` too.
+
+        Run identity leaves the profile out, so a sweep skips a config that another profile
+        already ran; without this tag that profile's report would miss the run.
+        """
+        key = profile_tag(profile)
+        children = self.client.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
+        for rid in [run_id, *(c.info.run_id for c in children)]:
+            self.client.set_tag(rid, key, "1")
 
     def download(self, run_id: str, artifact: str, dst: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, artifact, str(dst)))

@@ -25,7 +25,7 @@ from repro.engine import Engine, LoopConfig, initialize, resolve_device
 from repro.identity import normalized, run_identity
 from repro.pruning import methods
 from repro.pruning.masks import MaskSet, check_integrity
-from repro.tracking import NullTracker, Tracker, flatten, git_info
+from repro.tracking import NullTracker, Tracker, flatten, git_info, profile_tag
 
 log = logging.getLogger("repro.train")
 
@@ -176,6 +176,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     existing = tracker.find(identity)
     if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
         log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
+        tracker.join_profile(existing.info.run_id, cfg.profile)
         return dict(existing.data.metrics)
     resume = existing.info.run_id if existing is not None and not cfg.rerun else None
     checkpoint = runtime["checkpoint"] = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
@@ -191,6 +192,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         "model": cfg.model.name,
         "dataset": cfg.data.name,
         "profile": cfg.profile,
+        profile_tag(cfg.profile): "1",
         "hydra_overrides": _hydra_overrides(),
     }
     if _has_targets(cfg):

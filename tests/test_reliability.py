@@ -73,6 +73,22 @@ def test_rerunning_a_finished_config_trains_nothing_even_elsewhere(train_cli, tm
 
 
 @needs_mnist
+def test_a_config_skipped_by_a_profile_joins_it(train_cli):
+    """An ad-hoc run that a profile's sweep later finds FINISHED counts in that profile's report."""
+    from repro.report import fetch_runs
+
+    small = ("data.train_subset=500", "data.test_subset=1000", "data.download=false", "trainer.epochs=1", "sparsity=0.5")
+    adhoc = ("model=lenet300", "data=mnist", "pruner=pmp", "optim=sgd_multistep", "trainer.batch_size=100",
+             "optim.lr=0.1", "optim.momentum=0.9", "optim.weight_decay=5e-4", "optim.warmup_epochs=1")
+    train_cli(*adhoc, *small, "hydra.run.dir=out_a")
+    proc = train_cli("+profile=mnist", "+row=mnist/lenet300_pmp", *small, "hydra.run.dir=out_b")
+    assert "skipping" in proc.stdout + proc.stderr
+    (run,) = runs_of(train_cli.uri)
+    assert run.data.tags["profile"] == "adhoc" and run.data.tags["repro.profile.mnist"] == "1"
+    assert [len(fetch_runs(train_cli.uri, "repro", p)) for p in ("adhoc", "mnist", "quick")] == [1, 1, 0]
+
+
+@needs_mnist
 @pytest.mark.parametrize("bad", ["sparsity=0.5,1.5,0.9", "sparsity=0.9 optim.lr=0.1,1e12,0.05"])
 def test_one_failing_job_does_not_stop_the_sweep(train_cli, bad):
     proc = train_cli("-m", *SMALL, "data.train_subset=500", "trainer.epochs=1", "pruner=pmp", *bad.split(), check=False)

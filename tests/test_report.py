@@ -275,3 +275,21 @@ def test_shipped_references_are_well_formed():
     assert claims.loc["pmp_resnet18_729", "accuracy"] == 95.12 and claims.loc["pmp_resnet18_729", "sparsity"] == 0.729
     assert claims.loc["pmp_vgg19_9797", "accuracy"] == 93.44 and claims.loc["grasp_vgg19_98", "accuracy"] == 92.19
     assert claims.loc["lth_resnet18_905", "our_model"] == "resnet20"
+
+
+def test_a_run_reused_by_another_profile_is_in_both_reports(store):
+    """Run identity leaves the profile out: a sweep of profile "u" skips t's FINISHED runs, and
+    joins them (and an LTH chain's nested target runs) to "u" so that u's report finds them."""
+    from repro.tracking import Tracker
+
+    client, exp = store["client"], store["exp"]
+    chain = _add_run(client, exp, method="lth", start=700, tags={"kind": "chain"})
+    target = _add_run(client, exp, method="lth", sparsity=0.9, final=0.97, start=701,
+                      tags={"mlflow.parentRunId": chain})
+    assert report.fetch_runs(store["uri"], "repro", "u").empty
+    tracker = Tracker(store["uri"], "repro")
+    tracker.join_profile(store["ids"]["pmp0"], "u")
+    tracker.join_profile(chain, "u")
+    joined = report.fetch_runs(store["uri"], "repro", "u")
+    assert sorted(joined["run_id"]) == sorted([store["ids"]["pmp0"], target])  # the chain itself is never counted
+    assert len(report.fetch_runs(store["uri"], "repro", "t")) == len(report.fetch_runs(store["uri"], "repro", None)) - 1
