@@ -83,10 +83,13 @@ class TrainSpec:
     width: float = 1.0
 
 
+# Short windows, many rounds: on a shared VM the noise comes in bursts and slow drifts, so
+# pairing measurements a fraction of a second apart and taking the median over 11 rounds is
+# steadier than 5 rounds of several seconds (steps stay multiples of update_frequency).
 FULL_SPECS = (
-    TrainSpec("lenet300-b60", "lenet300", "mnist", 60, 1000),
-    TrainSpec("lenet300-b128", "lenet300", "mnist", 128, 450),
-    TrainSpec("lenet5-b128", "lenet5", "mnist", 128, 100),
+    TrainSpec("lenet300-b60", "lenet300", "mnist", 60, 300),
+    TrainSpec("lenet300-b128", "lenet300", "mnist", 128, 150),
+    TrainSpec("lenet5-b128", "lenet5", "mnist", 128, 50),
     TrainSpec("vgg19w0.125-b128", "vgg19", "cifar10", 128, 50, 0.125),
 )
 QUICK_SPECS = (
@@ -101,7 +104,7 @@ SELECTION_MODELS = ("resnet18", "vgg19")
 @dataclass
 class Settings:
     device: str = "cpu"
-    repeats: int = 5
+    repeats: int = 11
     warmup: int = 1
     precision: str = "fp32"
     #: PMP mask recomputation period (iterations), suite and peer alike
@@ -157,7 +160,9 @@ def interleave(contenders: dict[str, Callable[[], int]], repeats: int, warmup: i
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    return {"median": statistics.median(values), "q1": q1, "q3": q3, "min": min(values), "max": max(values),
+            "runs": values}
 
 
 def paired(a: list[float], b: list[float]) -> dict[str, Any]:
@@ -564,8 +569,9 @@ def render(result: dict[str, Any]) -> str:
             c, r = t["contenders"], t["ratios"]
             lines.append(f"| {t['key']} | {t['steps']} | " + " | ".join(
                 f"{c[k]['images_per_s']['median']:.0f}" for k in ("dense", "pmp", "hooks", "bare")) + " | " + " | ".join(
-                f"{r[k]['median']:.3f}" for k in ("pmp/dense", "dense/bare", "pmp/hooks")) + " |")
-        lines.append("")
+                f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" for k in ("pmp/dense", "dense/bare", "pmp/hooks"))
+                + " |")
+        lines += ["", "ratios: median (interquartile range) of the per-round paired ratios", ""]
     if result.get("selection"):
         lines += ["## global mask selection (MaskSet.prune_to, fresh process per model)", "",
                   "| model | prunable | cold s | median s | extra peak MiB | extra / weights | exact count | memory by |",
@@ -661,7 +667,7 @@ def run(settings: Settings, *, specs: tuple[TrainSpec, ...], selection_models: t
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m repro.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu: the targets are CPU targets)")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved measured rounds (default 5; --quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved measured rounds (default 11; --quick 2)")
     p.add_argument("--warmup", type=int, default=1, help="discarded rounds before measuring")
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats: a smoke run, not a measurement")
     p.add_argument("--only", default="training,selection,loader", help="comma-separated parts to run")
@@ -687,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if device == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)  # as repro-train does on CPU
-    settings = Settings(device=device, repeats=args.repeats or (2 if args.quick else 5), warmup=args.warmup,
+    settings = Settings(device=device, repeats=args.repeats or (2 if args.quick else Settings.repeats), warmup=args.warmup,
                         precision=args.precision)
     if args.selection_repeats:
         settings.selection_repeats = args.selection_repeats

@@ -61,6 +61,7 @@ def test_training_has_every_contender_and_paired_ratio(result):
         assert set(t["ratios"]) == {"pmp/dense", "dense/bare", "pmp/hooks"}
         for r in t["ratios"].values():
             assert len(r["runs"]) == 2 and isinstance(r["pass"], bool) and r["target"] > 0
+            assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"]
         assert t["mask_updates_per_measurement"] == t["steps"] // 2
         # pruning was active: the window spans the whole benchmark and ends at the final sparsity
         assert t["final_sparsity_pmp"] == pytest.approx(TINY.final_sparsity, abs=1e-3)
@@ -103,3 +104,10 @@ def test_selection_worker_runs_in_a_fresh_process():
 def test_cli_rejects_unknown_parts():
     with pytest.raises(SystemExit):
         bench.main(["--only", "nonsense", "--no-write"])
+
+
+def test_full_benchmark_design():
+    """At least 5 interleaved repeats; every window holds whole PMP update periods."""
+    settings = bench.Settings()
+    assert settings.repeats >= 5
+    assert all(spec.steps % settings.update_frequency == 0 for spec in bench.FULL_SPECS)
