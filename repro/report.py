@@ -244,6 +244,10 @@ def cost_columns(df: pd.DataFrame) -> list[str]:
     return sorted(c for c in df.columns if c.startswith("cost_"))
 
 
+#: classes per dataset, for the chance level
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+
+
 def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Sequence[str] = ("dense",),
               duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per group: accuracy statistics, measured sparsity, delta to dense, cost, provenance, notes."""
@@ -286,6 +290,11 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
         collapsed = int((g["layer_collapse"] > 0).sum())
         if collapsed:
             notes.append(f"layer collapse in {collapsed}/{len(g)} runs")
+        chance = 100.0 / NUM_CLASSES.get(row["dataset"], 10)
+        untrained = int((g["final_acc"] <= chance + 1.0).sum())
+        if untrained:
+            # e.g. GraSP at 50% on LeNet-300-100 at lr 0.1 without warm-up: large initial logits, dead ReLUs
+            notes.append(f"at chance (final acc <= {chance + 1.0:g}%) in {untrained}/{len(g)} runs: the network did not train")
         if duplicates is not None and not duplicates.empty:
             same = duplicates
             for k in GROUP_KEYS:

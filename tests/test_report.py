@@ -105,6 +105,15 @@ def test_summarize_flags_jpeg_commits_and_dense_at_other_epochs():
     assert pmp["delta_kind"] == "unpaired" and pmp["delta_mean"] == pytest.approx(92.2 - 93.0)
 
 
+def test_summarize_flags_runs_at_chance():
+    runs = _runs([{"model": "lenet300", "dataset": "mnist", "method": "grasp", "target": 0.5, "seed": s, "final_acc": acc,
+                   "final_sparsity": 0.5} for s, acc in enumerate((10.0, 97.5))])
+    (row,) = report.summarize(runs).to_dict("records")
+    assert "at chance (final acc <= 11%) in 1/2 runs" in "; ".join(row["notes"])
+    trained = report.summarize(runs.iloc[1:]).iloc[0]
+    assert not any("chance" in n for n in trained["notes"])
+
+
 # ----------------------------------------------------------------------------- a synthetic MLflow store
 
 
