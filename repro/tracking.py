@@ -214,7 +214,7 @@ class Tracker:
 
 
 class NullTracker:
-    """tracking=none: the same interface, nothing recorded."""
+    """tracking=none: Tracker's interface, nothing recorded (a misspelt call still fails)."""
 
     enabled = False
     run_id = None
@@ -222,8 +222,27 @@ class NullTracker:
     def find(self, identity: str) -> None:
         return None
 
-    def start(self, *args: Any, **kwargs: Any) -> None:
+    def start(self, identity: str, name: str, tags: dict[str, str], resume_run_id: str | None = None) -> None:
         return None
 
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
+    def join_profile(self, run_id: str, profile: str) -> None: ...
+
+    def log_params(self, params: dict[str, str]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def log_text(self, text: str, filename: str) -> None: ...
+
+    def log_file(self, path: Path, artifact_path: str | None = None) -> None: ...
+
+    def log_torch(self, obj: Any, filename: str) -> None: ...
+
+    def log_child(self, identity: str, name: str, tags: dict[str, str], params: dict[str, str],
+                  metrics: dict[str, float], texts: dict[str, str] | None = None) -> None: ...
+
+    def download(self, run_id: str, artifact: str, dst: Path) -> Path:
+        raise RuntimeError("tracking is off (tracking=none): there are no runs to download from")
+
+    def end(self, status: str, reason: str | None = None) -> None: ...

@@ -163,3 +163,19 @@ def test_identity_keeps_what_changes_results():
     assert _id(a) != _id(_cfg(**{"trainer.epochs": 3}))
     assert _id(a) != _id(a, device="cuda")
     assert _id(a) != _id(a, source="jpeg")
+
+
+def test_null_tracker_has_the_trackers_interface_and_nothing_else():
+    """tracking=none must accept every call the real tracker gets, and a misspelt one must fail."""
+    import inspect
+
+    from repro.tracking import NullTracker, Tracker
+
+    public = {n for n, f in inspect.getmembers(Tracker, inspect.isfunction) if not n.startswith("_")}
+    null = {n for n, f in inspect.getmembers(NullTracker, inspect.isfunction) if not n.startswith("_")}
+    assert public == null
+    for name in public:
+        assert inspect.signature(getattr(Tracker, name)).parameters.keys() == \
+            inspect.signature(getattr(NullTracker, name)).parameters.keys(), name
+    with pytest.raises(AttributeError):
+        NullTracker().log_metric({"x": 1.0})
