@@ -158,7 +158,7 @@ def test_mnist_profile_covers_both_lenets_with_an_lth_chain_on_lenet300_only():
     assert {c.data.name for c in cfgs} == {"mnist"}
     recipe = {(c.trainer.batch_size, c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) for c in cfgs}
     assert recipe == {(100, "sgd", 0.1, 0.9, 5e-4)}  # SNIP's LeNet recipe, shared by every row
-    assert {c.model.name: c.trainer.epochs for c in cfgs} == {"lenet300": 40, "lenet5": 12}
+    assert {c.model.name: c.trainer.epochs for c in cfgs} == {"lenet300": 30, "lenet5": 8}
     chain = next(c for c in runs.values() if c.pruner.name == "lth")
     assert dict(chain.pruner.layer_rates) == {"fc3": 0.1}
 
