@@ -107,9 +107,18 @@ class Tracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
+        from mlflow.exceptions import MlflowException
+
         db = _sqlite_path(self.uri)
         location = (db.parent / "mlartifacts").resolve().as_uri() if db else None
-        return self.client.create_experiment(name, artifact_location=location)
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            # a parallel job created it first (a server store: the SQLite lock does not reach there)
+            exp = self.client.get_experiment_by_name(name)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                raise
+            return exp.experiment_id
 
     # ------------------------------------------------------------------ identity
     def find(self, identity: str):

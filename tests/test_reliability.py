@@ -179,3 +179,21 @@ def test_null_tracker_has_the_trackers_interface_and_nothing_else():
             inspect.signature(getattr(NullTracker, name)).parameters.keys(), name
     with pytest.raises(AttributeError):
         NullTracker().log_metric({"x": 1.0})
+
+
+def test_tracker_survives_a_parallel_job_creating_the_experiment_first(mlflow_uri, monkeypatch):
+    """On a server store the SQLite lock does not apply: two fresh jobs may both try to create
+    the experiment, and the loser must use the winner's (seen as a flaky 2-job sweep on PostgreSQL)."""
+    from repro.tracking import Tracker
+
+    first = Tracker(mlflow_uri, "race")
+    real = MlflowClient.get_experiment_by_name
+    calls = []
+
+    def stale_once(self, name):  # the second job looked before the first one created it
+        calls.append(name)
+        return None if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", stale_once)
+    second = Tracker(mlflow_uri, "race")
+    assert second.experiment_id == first.experiment_id and len(calls) == 2
