@@ -163,14 +163,20 @@ def fetch_runs(uri: str, experiment: str, profile: str | None) -> pd.DataFrame:
     exp = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
     if exp is None:
         return pd.DataFrame()
-    df = mlflow.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, output_format="pandas")
-    if profile and len(df):
-        # the run's own profile, or a profile that reused it (a FINISHED run skipped by a later sweep)
-        member = df.get("tags.profile", pd.Series(index=df.index, dtype=object)).eq(profile)
-        joined = f"tags.{profile_tag(profile)}"
-        if joined in df.columns:
-            member |= df[joined].eq("1")
-        df = df[member]
+
+    def search(filt: str = "") -> pd.DataFrame:
+        return mlflow.search_runs([exp.experiment_id], filter_string=filt, run_view_type=ViewType.ACTIVE_ONLY,
+                                  output_format="pandas")
+
+    if profile:
+        # the run's own profile, or a profile that reused it (a FINISHED run skipped by a later sweep);
+        # MLflow filters have no OR, so two server-side searches
+        quoted = profile.replace("\\", "\\\\").replace("'", "\\'")
+        found = [f for f in (search(f"tags.profile = '{quoted}'"), search(f"tags.`{profile_tag(profile)}` = '1'"))
+                 if not f.empty]
+        df = pd.concat(found, ignore_index=True).drop_duplicates("run_id") if found else pd.DataFrame()
+    else:
+        df = search()
     col = f"tags.{REPORT_TAG}"
     if col in df.columns:
         df = df[~df[col].fillna("").isin(["report", "chain"])]  # report runs; LTH chains (their targets are nested runs)
