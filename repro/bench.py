@@ -55,8 +55,8 @@ from repro.engine import Engine, LoopConfig, initialize
 from repro.pruning.masks import MaskSet, pruned_count
 from repro.pruning.methods import GradualMagnitude, Method
 from repro.pruning.scores import magnitude
+from repro.tracking import PROJECT_ROOT, git_info
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = 1
 
 #: the bar each ratio must clear (CPU targets)
@@ -500,14 +500,9 @@ def _cpu_model() -> str:
 
 
 def _git() -> dict[str, str]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": "unknown"}
+    """The checkout's commit and dirty flag, as runs record them (``repro.tracking.git_info``)."""
+    info = git_info()
+    return {"commit": info["git_commit"], "dirty": info["git_dirty"]}
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
