@@ -65,3 +65,43 @@ def test_select_global_matches_a_stable_sort(monkeypatch, sample_size):
         out = M.select_global(scores, masks, sparsity)
         assert all(o.dtype == m.dtype and o.shape == m.shape for o, m in zip(out, masks))
         assert torch.equal(torch.cat([o.flatten() for o in out]).bool(), reference(scores, masks, sparsity))
+
+
+def test_continuous_scores_take_the_fast_path_and_match_the_rule(monkeypatch):
+    """Distinct finite scores never need the general path; the float-arithmetic keys give the same masks."""
+    calls = []
+    general = M._keep_global_general
+    monkeypatch.setattr(M, "_keep_global_general", lambda *a: calls.append(1) or general(*a))
+    gen = torch.Generator().manual_seed(3)
+    for sparsity in (0.0, 0.3, 0.5, 0.9, 0.999):
+        scores = [torch.randn(300, 200, generator=gen).abs(), torch.randn(50, 3, 3, 3, generator=gen)]
+        masks = [(torch.rand(s.shape, generator=gen) > 0.1).float() for s in scores]  # ~10% already pruned
+        fresh = [torch.ones_like(s) for s in scores]
+        for m in (masks, fresh):
+            if sparsity < 0.2 and m is masks:
+                continue  # a cut among the pruned weights is the general path's case
+            out = M.select_global(scores, m, sparsity)
+            assert torch.equal(torch.cat([o.flatten() for o in out]).bool(), reference(scores, m, sparsity))
+    assert calls == []
+
+
+@pytest.mark.parametrize("case", ["tie-at-threshold", "nan-pruned", "inf-active", "threshold-among-pruned"])
+def test_the_general_path_decides_what_the_fast_path_cannot(monkeypatch, case):
+    calls = []
+    general = M._keep_global_general
+    monkeypatch.setattr(M, "_keep_global_general", lambda *a: calls.append(1) or general(*a))
+    scores = [torch.arange(20, dtype=torch.float32)]
+    masks = [torch.ones(20)]
+    sparsity = 0.5
+    if case == "tie-at-threshold":
+        scores[0][8:12] = 10.0  # 4 equal scores straddle the cut: earlier positions win
+    elif case == "nan-pruned":
+        masks[0][0] = 0.0
+        scores[0][0] = math.nan
+    elif case == "inf-active":
+        scores[0][19] = math.inf
+    else:
+        masks[0][:15] = 0.0  # 15 pruned, keep 10: the cut falls among the pruned weights
+    out = M.select_global(scores, masks, sparsity)
+    assert calls == [1]
+    assert torch.equal(out[0].bool(), reference(scores, masks, sparsity))

@@ -148,7 +148,7 @@ class MaskSet:
         if len(scores) != len(self._masks):
             raise ValueError(f"got {len(scores)} score tensors for {len(self._masks)} prunable layers")
         if scope == "global":
-            new = _keep_global(scores, self._masks, sparsity)  # bool; copy_ below converts without a float copy
+            new = _keep_global(scores, self._masks, sparsity)  # float32 0/1 views of one flat tensor
         elif scope == "layerwise":
             new = [select_topk(s, m, pruned_count(sparsity, m.numel())) for s, m in zip(scores, self._masks)]
         else:
@@ -177,10 +177,18 @@ def select_topk(score: torch.Tensor, mask: torch.Tensor, num_pruned: int) -> tor
 
 #: the strided sample that brackets the global threshold holds at most this many values (see ``_kth_smallest``)
 SAMPLE_SIZE = 1 << 16
+#: pruned weights' key in the fast global path: below every finite score, and finite, so that
+#: float arithmetic (no bool tensors, no ``where``) can build the keys
+SENTINEL = torch.finfo(torch.float32).max
 
 
 def _kthvalue(t: torch.Tensor, k: int) -> torch.Tensor:
     return torch.kthvalue(t.cpu() if t.device.type == "mps" else t, k).values.to(t.device)
+
+
+def _count(indicator: torch.Tensor) -> torch.Tensor:
+    """The number of ones in a float 0/1 tensor, exactly (float32 sums are exact only below 2^24)."""
+    return indicator.sum(dtype=torch.float64 if indicator.numel() >= 1 << 24 else torch.float32)
 
 
 def _kth_smallest(parts: list[torch.Tensor], r: int, sample_size: int | None = None) -> torch.Tensor:
@@ -190,29 +198,29 @@ def _kth_smallest(parts: list[torch.Tensor], r: int, sample_size: int | None = N
     A strided sample brackets the answer between two of its quantiles (lo, hi]; two counting passes
     (<= lo, <= hi) check that the bracket holds rank r, and ``kthvalue`` then ranks only the values
     inside it. If the bracket misses (adversarial layouts, NaN), one ``kthvalue`` over everything
-    answers: never wrong, only slower. NaN sorts last in both paths.
+    answers: never wrong, only slower. NaN sorts last in both paths. The counting passes write
+    float 0/1 indicators: on CPU, comparisons into bool tensors are several times slower.
     """
-    n = sum(p.numel() for p in parts)
+    x = parts[0] if len(parts) == 1 else torch.cat(parts)
+    n = x.numel()
     size = sample_size or min(SAMPLE_SIZE, 16 * math.isqrt(n))
     stride = n // max(1, size)
     if stride > 1:
-        sample = torch.cat([p[::stride] for p in parts])
+        sample = x[::stride].contiguous()
         s = sample.numel()
         pos = (r - 0.5) * s / n  # where rank r falls in the sample (0-based)
         margin = 4.0 * math.sqrt(s) + 8.0
         lo = _kthvalue(sample, min(s, max(1, int(pos - margin) + 1)))
         hi = _kthvalue(sample, min(s, max(1, int(pos + margin) + 1)))
-        upto_lo = [p <= lo for p in parts]
-        upto_hi = [p <= hi for p in parts]
-        counts = torch.stack([torch.stack([torch.count_nonzero(a), torch.count_nonzero(b)])
-                              for a, b in zip(upto_lo, upto_hi)]).sum(0).tolist()
-        n_lo, n_hi = counts
+        upto_lo = torch.le(x, lo, out=torch.empty_like(x, dtype=torch.float32))
+        upto_hi = torch.le(x, hi, out=torch.empty_like(x, dtype=torch.float32))
+        n_lo, n_hi = (int(c) for c in torch.stack([_count(upto_lo), _count(upto_hi)]).tolist())
         if n_lo < r <= n_hi:
-            inside = torch.cat([p[b.logical_xor_(a)] for p, a, b in zip(parts, upto_lo, upto_hi)])  # (lo, hi]
+            inside = x[upto_hi.sub_(upto_lo).bool()]  # (lo, hi]
             return _kthvalue(inside, r - n_lo)
-        if r <= n_lo and int(sum(torch.count_nonzero(p < lo) for p in parts)) < r:
+        if r <= n_lo and int(_count(torch.lt(x, lo, out=upto_lo))) < r:
             return lo  # rank r falls among the ties at lo (e.g. the -inf of pruned weights)
-    return _kthvalue(torch.cat(parts), r)
+    return _kthvalue(x, r)
 
 
 def select_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
@@ -226,13 +234,39 @@ def select_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsit
 
 
 def _keep_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
-    """``select_global`` as bool tensors shaped like ``masks`` (views of one flat tensor). The extra
-    memory is one float32 copy of the active scores plus a few bools per weight."""
+    """``select_global`` as float32 0/1 tensors shaped like ``masks`` (views of one flat tensor).
+
+    Fast path: key = score where active, -SENTINEL where pruned, built by float arithmetic;
+    t = the keep-th largest key; keep key >= t. That is exactly the rule whenever every key is
+    finite, t is above the sentinel and exactly ``keep`` keys reach t (no tie to break at t).
+    Otherwise (NaN or infinite scores, ties at the threshold, thresholds among pruned weights)
+    the general path below decides. Extra memory: about three float32 copies of the scores.
+    """
     sizes = [m.numel() for m in masks]
     n = sum(sizes)
     keep = n - pruned_count(sparsity, n)
     if keep <= 0:
-        return [torch.zeros(m.shape, dtype=torch.bool, device=m.device) for m in masks]
+        return [torch.zeros(m.shape, dtype=torch.float32, device=m.device) for m in masks]
+    key = torch.empty(n, dtype=torch.float32, device=masks[0].device)
+    for s, m, chunk in zip(scores, masks, torch.split(key, sizes)):
+        m = m.reshape(-1)
+        torch.mul(m, SENTINEL, out=chunk).sub_(SENTINEL)  # 0 where active, -SENTINEL where pruned
+        chunk.addcmul_(s.detach().reshape(-1).to(torch.float32), m)  # + score where active (+0 where pruned)
+    # one reduction: max is NaN if any key is NaN (a NaN or infinite score, pruned or not), inf if any is inf
+    if math.isfinite(float(key.max())):
+        threshold = _kth_smallest([key], n - keep + 1)
+        if float(threshold) > -SENTINEL:
+            kept = torch.ge(key, threshold, out=key)
+            if int(_count(kept)) == keep:
+                return [k.view(m.shape) for k, m in zip(torch.split(kept, sizes), masks)]
+    del key
+    return [k.float() for k in _keep_global_general(scores, masks, keep)]
+
+
+def _keep_global_general(scores: list[torch.Tensor], masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
+    """The rule for any scores (NaN, infinities, ties at the threshold), as bool tensors."""
+    sizes = [m.numel() for m in masks]
+    n = sum(sizes)
     flat = torch.empty(n, dtype=torch.float32, device=masks[0].device)
     pruned = torch.full((), -math.inf, device=flat.device)
     for s, m, chunk in zip(scores, masks, torch.split(flat, sizes)):
