@@ -55,6 +55,7 @@ from repro.engine import Engine, LoopConfig, initialize
 from repro.pruning.masks import MaskSet, pruned_count
 from repro.pruning.methods import GradualMagnitude, Method
 from repro.pruning.scores import magnitude
+from repro.runtime import keep_freed_memory
 from repro.tracking import PROJECT_ROOT, git_info
 
 SCHEMA = 1
@@ -553,7 +554,8 @@ def render(result: dict[str, Any]) -> str:
         "(a busy machine makes every number here noisy)",
         f"settings: {s['repeats']} interleaved repeats after {s['warmup']} warm-up round(s); precision {s['precision']}; "
         f"PMP update every {s['update_frequency']} iterations, linear 0 -> {s['final_sparsity']} over the whole run; "
-        "ratios are medians of per-round paired ratios",
+        "ratios are medians of per-round paired ratios; glibc malloc tuned for reuse (repro.runtime): "
+        f"{result.get('malloc_reuse', 'not recorded')}",
         "",
     ]
     if result.get("training"):
@@ -632,6 +634,7 @@ def run(settings: Settings, *, specs: tuple[TrainSpec, ...], selection_models: t
         "schema": SCHEMA, "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "device": device.type,
         "machine": machine_info(device), "git": _git(), "settings": asdict(settings),
         "targets": TARGETS, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "malloc_reuse": keep_freed_memory(),
     }
     started = time.perf_counter()
     load, cpus = result["machine"]["loadavg_start"], result["machine"]["cpus_usable"] or 1
@@ -683,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda but no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as repro-train does (trainer.reuse_memory); every contender shares the process
     if args.selection_worker:
         print(json.dumps(selection_worker(args.selection_worker, device, args.selection_repeats or 5)))
         return 0

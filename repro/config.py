@@ -156,6 +156,9 @@ class TrainerConfig:
     eval_every: int = 1
     #: CPU threads for torch (0 = leave torch's default)
     threads: int = 0
+    #: glibc: keep freed memory for reuse instead of returning it to the system (CPU speed;
+    #: process-wide, see repro.runtime); false leaves malloc's defaults
+    reuse_memory: bool = True
     init: str = "kaiming_normal"  # kaiming_normal | xavier_normal | default
     progress: str = "auto"  # auto | bar | log | none
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16

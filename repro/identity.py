@@ -24,6 +24,7 @@ COSMETIC = {
     "data.download",
     "trainer.progress",
     "trainer.threads",
+    "trainer.reuse_memory",
     "trainer.checkpoint_every",
     "trainer.checkpoint_dir",
     "trainer.save_model",

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from repro import data as data_mod
 from repro import models
+from repro import runtime as runtime_mod
 from repro.config import ConfigError, register_configs, validate
 from repro.engine import Engine, LoopConfig, initialize, resolve_device
 from repro.identity import normalized, run_identity
@@ -84,6 +85,8 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     # per job, so a reused worker process (joblib) carries nothing over from the last job
     torch.set_num_threads(cfg.trainer.threads or DEFAULT_THREADS)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+    if cfg.trainer.reuse_memory:
+        runtime_mod.keep_freed_memory()
     d = cfg.data
     dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
                             cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)

@@ -152,6 +152,7 @@ def test_identity_ignores_cosmetics_and_what_the_method_ignores():
     a = _cfg()
     assert _id(a) == _id(_cfg(**{"tracking.uri": "http://x", "trainer.progress": "log", "data.root": "/b",
                                  "trainer.checkpoint_dir": "y", "rerun": True}))
+    assert _id(a) == _id(_cfg(**{"trainer.reuse_memory": False}))  # an allocator setting, not a result
     assert _id(a) == _id(_cfg(sparsity=0.9, **{"schedule.end": 0.9}))  # dense ignores both
     pmp = _cfg(**{"pruner.name": "pmp"})
     assert _id(pmp, dense=False) != _id(_cfg(sparsity=0.9, **{"pruner.name": "pmp"}), dense=False)
