@@ -126,6 +126,16 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: 
     return loss_sum.item() / n, correct.item() / n
 
 
+def _epoch_means(losses: list[torch.Tensor], preds: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[float, float]:
+    """Sample-weighted mean loss and accuracy over the steps so far (batch means weighted by size)."""
+    sizes = [len(y) for y in labels]
+    seen = sum(sizes)
+    weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+    loss_sum = (torch.stack(losses).float() * weights).sum()
+    correct = (torch.cat(preds) == torch.cat(labels)).sum()
+    return loss_sum.item() / seen, correct.item() / seen
+
+
 def save_atomic(obj: Any, path: Path) -> None:
     """Write ``obj`` to ``path`` through a temporary file and a rename: never half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,12 +211,23 @@ class Engine:
     def _new_optimizer(self, step: int) -> None:
         """A fresh optimizer and LR schedule positioned at ``step`` (LTH rewinding resets both)."""
         self.optimizer = make_optimizer(self.model.parameters(), self.optim_cfg)
-        factor = lr_factor(self.optim_cfg, self.steps_per_epoch, self.epochs)
+        self.lr_factor = lr_factor(self.optim_cfg, self.steps_per_epoch, self.epochs)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = g["lr"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor, last_epoch=step - 1)
+        self._factor: float | None = None
+        self.set_lr(step)
         if hasattr(self, "ctx"):
             self.ctx.optimizer = self.optimizer
+
+    def set_lr(self, step: int) -> None:
+        """The learning rate for optimizer step ``step`` (0-based): a pure function of the step, so
+        a resumed run needs no scheduler state. Writes the param groups only when the factor
+        changes (cheaper per step than ``LambdaLR.step``; same values: initial_lr * factor)."""
+        factor = self.lr_factor(step)
+        if factor != self._factor:
+            self._factor = factor
+            for g in self.optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * factor
 
     def scoring_batches(self, batch_size: int):
         """Normalised training batches for scoring (fixed order: epoch -1 of this seed)."""
@@ -220,7 +241,6 @@ class Engine:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "method": self.method.state_dict(),
             "loop": asdict(self.state),
             "rng": torch.get_rng_state(),
@@ -240,7 +260,6 @@ class Engine:
         self.state = LoopState(**ckpt["loop"])
         self._new_optimizer(self.state.step)
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
         self.method.load_state_dict(ckpt["method"])
         torch.set_rng_state(ckpt["rng"])
         log.info("resumed from %s at cycle %d epoch %d", path, self.state.cycle, self.state.epoch)
@@ -251,9 +270,11 @@ class Engine:
         model, opt, masks, method = self.model, self.optimizer, self.masks, self.method
         keep_masks = method.uses_masks
         model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        # Per-step running sums cost ~6 tiny ops per step (~3% of a LeNet step on CPU); keep the
+        # losses, predictions and labels instead and reduce them once per epoch.
+        losses: list[torch.Tensor] = []
+        preds: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
         start = time.perf_counter()
         bar = self._progress(epoch)
         step = self.state.step
@@ -272,17 +293,18 @@ class Engine:
                 # (clean_optimizer_state on every mask change): no second pass over the weights.
                 masks.mask_grads()
             opt.step()
-            self.scheduler.step()
             step += 1
+            self.set_lr(step)
             if method.after_step(self.ctx, step):
                 self._record_density(self.state.total_steps_run + step - self.state.step)
-            loss_sum += loss.detach() * len(y)
-            correct += (out.argmax(1) == y).sum()
-            seen += len(y)
+            losses.append(loss.detach())
+            preds.append(out.detach().argmax(1))
+            labels.append(y)
             if bar is not None:
                 bar.update(1)
                 if step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+                    loss_now, acc_now = _epoch_means(losses[-20:], preds[-20:], labels[-20:])
+                    bar.set_postfix(loss=f"{loss_now:.3f}", acc=f"{acc_now:.3f}")
         if bar is not None:
             bar.close()
         if self.device.type == "cuda":
@@ -290,10 +312,11 @@ class Engine:
         elapsed = time.perf_counter() - start
         self.state.total_steps_run += step - self.state.step
         self.state.step = step
-        train_loss = loss_sum.item() / seen
+        train_loss, train_acc = _epoch_means(losses, preds, labels)
+        seen = sum(len(y) for y in labels)
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}: lower optim.lr or check the data")
-        return {"train_loss": train_loss, "train_acc": correct.item() / seen, "epoch_time": elapsed,
+        return {"train_loss": train_loss, "train_acc": train_acc, "epoch_time": elapsed,
                 "samples_per_s": seen / elapsed, "lr": lr}
 
     def _progress(self, epoch: int):

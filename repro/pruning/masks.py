@@ -121,8 +121,14 @@ class MaskSet:
     def mask_grads(self) -> None:
         """Zero the gradients of masked weights, so optimizer state never sees them."""
         grads = [w.grad for w in self._weights]
-        if all(g is not None for g in grads):
-            torch._foreach_mul_(grads, self._masks)
+        if any(g is None for g in grads):
+            return
+        if grads[0].device.type == "cpu":
+            # CPU: foreach has no fused kernel here and measured ~10 us/step slower on LeNet-300-100
+            for g, m in zip(grads, self._masks):
+                g.mul_(m)
+        else:
+            torch._foreach_mul_(grads, self._masks)  # one launch for all layers
 
     @torch.no_grad()
     def clean_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:

@@ -1,0 +1,71 @@
+"""The loop's own bookkeeping: the learning rate per step and the epoch's train metrics."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from repro.engine import lr_factor
+from repro.pruning.methods import Method
+from tests.test_iterative import OPTIM, engine_for, synthetic
+
+
+class Recorder(Method):
+    """Dense; records the LR the optimizer holds for the next step, after every step."""
+
+    def __init__(self):
+        super().__init__(OmegaConf.create({"name": "dense"}), 0.0, None)
+        self.lrs: list[float] = []
+
+    def after_step(self, ctx, step):
+        self.lrs.append(ctx.optimizer.param_groups[0]["lr"])
+        return False
+
+
+@pytest.mark.parametrize("schedule", [
+    {"lr_schedule": "multistep", "milestones": [0.5, 0.75], "warmup_epochs": 1},
+    {"lr_schedule": "cosine", "warmup_epochs": 1},
+    {"lr_schedule": "constant", "warmup_epochs": 0},
+])
+def test_learning_rate_per_step_is_what_lambdalr_gives(schedule):
+    optim = OmegaConf.merge(OPTIM, schedule)
+    rec = Recorder()
+    eng = engine_for(rec, model_name="lenet300", epochs=4)
+    eng.optim_cfg = optim
+    eng._new_optimizer(0)
+    eng.ctx.optimizer = eng.optimizer
+    eng.run()
+    # the reference: LambdaLR stepped after every optimizer step
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=optim.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(optim, eng.steps_per_epoch, 4))
+    want = []
+    for _ in range(eng.steps_per_epoch * 4):
+        opt.step()
+        sched.step()
+        want.append(opt.param_groups[0]["lr"])
+    assert rec.lrs == want
+
+
+def test_epoch_train_metrics_are_sample_weighted_over_every_batch():
+    """train_loss/train_acc weight each batch by its size (the last batch is short)."""
+    data = synthetic(n=70, name="mnist")  # 70 = 4 batches of 16 + 6
+    rec = Recorder()
+    eng = engine_for(rec, model_name="lenet300", epochs=1, data=data)
+    batches, outs = [], []
+    real_forward = eng.forward
+
+    def spy(x):
+        out = real_forward(x)
+        batches.append(len(x))
+        outs.append(out.detach().clone())
+        return out
+
+    eng.forward = spy
+    labels = [y for _, y in eng.batches.epoch(0, 0)]
+    metrics = eng.train_epoch(0)
+    assert batches == [16, 16, 16, 16, 6]
+    loss = sum(F.cross_entropy(o, y, reduction="sum").item() for o, y in zip(outs, labels)) / 70
+    correct = sum(int((o.argmax(1) == y).sum()) for o, y in zip(outs, labels))
+    assert metrics["train_loss"] == pytest.approx(loss, rel=1e-5)
+    assert metrics["train_acc"] == correct / 70
