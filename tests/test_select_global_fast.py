@@ -11,6 +11,13 @@ import torch
 from repro.pruning import masks as M
 
 
+@pytest.fixture(autouse=True, params=[M.CHUNK, 37], ids=["one-piece", "pieces-of-37"])
+def chunk(request, monkeypatch):
+    """Every test also runs with the counting pass cut into many small pieces."""
+    monkeypatch.setattr(M, "CHUNK", request.param)
+    return request.param
+
+
 def random_parts(rng: random.Random, gen: torch.Generator, *, nan: bool) -> list[torch.Tensor]:
     kind = rng.choice(["normal", "few-values", "constant", "infinities", "nan" if nan else "normal"])
     parts = []
@@ -85,23 +92,31 @@ def test_continuous_scores_take_the_fast_path_and_match_the_rule(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.parametrize("case", ["tie-at-threshold", "nan-pruned", "inf-active", "threshold-among-pruned"])
-def test_the_general_path_decides_what_the_fast_path_cannot(monkeypatch, case):
+@pytest.mark.parametrize("case", ["tie-at-threshold", "tie-across-layers", "nan-pruned", "inf-active",
+                                  "threshold-among-pruned"])
+def test_each_case_takes_its_path_and_follows_the_rule(monkeypatch, case):
+    """Ties at the threshold stay on the fast path (latest ties lose); what it cannot decide goes
+    to the general path."""
     calls = []
     general = M._keep_global_general
     monkeypatch.setattr(M, "_keep_global_general", lambda *a: calls.append(1) or general(*a))
-    scores = [torch.arange(20, dtype=torch.float32)]
-    masks = [torch.ones(20)]
+    scores = [torch.arange(20, dtype=torch.float32), torch.arange(20, 40, dtype=torch.float64)]
+    masks = [torch.ones(20), torch.ones(20)]
     sparsity = 0.5
     if case == "tie-at-threshold":
-        scores[0][8:12] = 10.0  # 4 equal scores straddle the cut: earlier positions win
+        scores[1][8:12] = 28.0  # 4 equal scores straddle the cut at 20 of 40: earlier positions win
+    elif case == "tie-across-layers":
+        scores[0][15:] = 25.0  # 5 + 6 equal scores over both layers, the cut among them
+        scores[1][:6] = 25.0
+        masks[0][16] = 0.0  # a pruned weight among the ties stays pruned
     elif case == "nan-pruned":
         masks[0][0] = 0.0
         scores[0][0] = math.nan
     elif case == "inf-active":
-        scores[0][19] = math.inf
+        scores[1][19] = math.inf
     else:
-        masks[0][:15] = 0.0  # 15 pruned, keep 10: the cut falls among the pruned weights
+        masks[0][:] = 0.0  # 20 pruned, keep 20: the cut falls at the pruned weights
+        masks[1][:5] = 0.0
     out = M.select_global(scores, masks, sparsity)
-    assert calls == [1]
-    assert torch.equal(out[0].bool(), reference(scores, masks, sparsity))
+    assert calls == ([] if case.startswith("tie") else [1])
+    assert torch.equal(torch.cat([o.flatten() for o in out]).bool(), reference(scores, masks, sparsity))

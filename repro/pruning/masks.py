@@ -192,20 +192,26 @@ def _kthvalue(t: torch.Tensor, k: int) -> torch.Tensor:
     return torch.kthvalue(t.cpu() if t.device.type == "mps" else t, k).values.to(t.device)
 
 
+#: counting and extraction passes work through the keys in pieces of this many values: the 0/1
+#: buffers stay small (and in cache), and float32 counts of a piece are exact (< 2^24)
+CHUNK = 1 << 20
+
+
 def _count(indicator: torch.Tensor) -> torch.Tensor:
-    """The number of ones in a float 0/1 tensor, exactly (float32 sums are exact only below 2^24)."""
-    return indicator.sum(dtype=torch.float64 if indicator.numel() >= 1 << 24 else torch.float32)
+    """The number of ones in a float 0/1 tensor, exactly: float32 sums per piece, added in float64."""
+    return torch.stack([c.sum() for c in indicator.split(CHUNK)]).to(torch.float64).sum()
 
 
 def _kth_smallest(parts: list[torch.Tensor], r: int, sample_size: int | None = None) -> torch.Tensor:
     """The r-th smallest value (1-based) over the concatenation of the 1-D ``parts``: exactly the value
     ``kthvalue(cat(parts), r)`` returns, without partially sorting all N values.
 
-    A strided sample brackets the answer between two of its quantiles (lo, hi]; two counting passes
-    (<= lo, <= hi) check that the bracket holds rank r, and ``kthvalue`` then ranks only the values
-    inside it. If the bracket misses (adversarial layouts, NaN), one ``kthvalue`` over everything
-    answers: never wrong, only slower. NaN sorts last in both paths. The counting passes write
-    float 0/1 indicators: on CPU, comparisons into bool tensors are several times slower.
+    A strided sample brackets the answer between two of its quantiles (lo, hi]; one pass counts
+    the values <= lo and <= hi and collects those inside (lo, hi]; if the bracket holds rank r,
+    ``kthvalue`` ranks only those. If it misses (adversarial layouts, NaN), one ``kthvalue`` over
+    everything answers: never wrong, only slower. NaN sorts last in both paths. The pass writes
+    float 0/1 indicators, a piece at a time: on CPU, comparisons into bool tensors are several
+    times slower, and whole-length buffers would cost memory.
     """
     x = parts[0] if len(parts) == 1 else torch.cat(parts)
     n = x.numel()
@@ -218,14 +224,22 @@ def _kth_smallest(parts: list[torch.Tensor], r: int, sample_size: int | None = N
         margin = 4.0 * math.sqrt(s) + 8.0
         lo = _kthvalue(sample, min(s, max(1, int(pos - margin) + 1)))
         hi = _kthvalue(sample, min(s, max(1, int(pos + margin) + 1)))
-        upto_lo = torch.le(x, lo, out=torch.empty_like(x, dtype=torch.float32))
-        upto_hi = torch.le(x, hi, out=torch.empty_like(x, dtype=torch.float32))
-        n_lo, n_hi = (int(c) for c in torch.stack([_count(upto_lo), _count(upto_hi)]).tolist())
+        upto_lo = torch.empty(min(n, CHUNK), dtype=torch.float32, device=x.device)
+        upto_hi = torch.empty_like(upto_lo)
+        counts, inside = [], []
+        for piece in x.split(CHUNK):
+            a = torch.le(piece, lo, out=upto_lo[: piece.numel()])
+            b = torch.le(piece, hi, out=upto_hi[: piece.numel()])
+            counts += [a.sum(), b.sum()]
+            inside.append(piece[b.sub_(a).bool()])  # (lo, hi]
+        n_lo, n_hi = (int(c) for c in torch.stack(counts).view(-1, 2).to(torch.float64).sum(0).tolist())
         if n_lo < r <= n_hi:
-            inside = x[upto_hi.sub_(upto_lo).bool()]  # (lo, hi]
-            return _kthvalue(inside, r - n_lo)
-        if r <= n_lo and int(_count(torch.lt(x, lo, out=upto_lo))) < r:
-            return lo  # rank r falls among the ties at lo (e.g. the -inf of pruned weights)
+            return _kthvalue(torch.cat(inside), r - n_lo)
+        del inside
+        if r <= n_lo:
+            below = torch.stack([torch.lt(p, lo, out=upto_lo[: p.numel()]).sum() for p in x.split(CHUNK)])
+            if int(below.to(torch.float64).sum()) < r:
+                return lo  # rank r falls among the ties at lo (e.g. the -inf of pruned weights)
     return _kthvalue(x, r)
 
 
@@ -243,10 +257,11 @@ def _keep_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity
     """``select_global`` as float32 0/1 tensors shaped like ``masks`` (views of one flat tensor).
 
     Fast path: key = score where active, -SENTINEL where pruned, built by float arithmetic;
-    t = the keep-th largest key; keep key >= t. That is exactly the rule whenever every key is
-    finite, t is above the sentinel and exactly ``keep`` keys reach t (no tie to break at t).
-    Otherwise (NaN or infinite scores, ties at the threshold, thresholds among pruned weights)
-    the general path below decides. Extra memory: about three float32 copies of the scores.
+    t = the keep-th largest key; keep key >= t, and where more than ``keep`` keys reach t, drop
+    the latest ties at t. That is exactly the rule whenever every key is finite and t is above
+    the sentinel. Otherwise (NaN or infinite scores, thresholds among pruned weights) the
+    general path below decides. Extra memory: one float32 copy of the scores, plus buffers of
+    CHUNK values.
     """
     sizes = [m.numel() for m in masks]
     n = sum(sizes)
@@ -263,10 +278,21 @@ def _keep_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity
         threshold = _kth_smallest([key], n - keep + 1)
         if float(threshold) > -SENTINEL:
             kept = torch.ge(key, threshold, out=key)
-            if int(_count(kept)) == keep:
-                return [k.view(m.shape) for k, m in zip(torch.split(kept, sizes), masks)]
+            surplus = int(_count(kept)) - keep
+            if surplus > 0:
+                # More active weights tie at the threshold than there are slots (common over
+                # millions of float32 magnitudes): the latest ties lose.
+                at_threshold = [(sc.detach().reshape(-1).to(torch.float32) == threshold) & (m.reshape(-1) != 0)
+                                for sc, m in zip(scores, masks)]
+                ties = torch.cat([torch.nonzero(t).view(-1) + at for t, at in zip(at_threshold, _offsets(sizes))])
+                kept[ties[ties.numel() - surplus:]] = 0.0
+            return [k.view(m.shape) for k, m in zip(torch.split(kept, sizes), masks)]
     del key
     return [k.float() for k in _keep_global_general(scores, masks, keep)]
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    return [sum(sizes[:i]) for i in range(len(sizes))]
 
 
 def _keep_global_general(scores: list[torch.Tensor], masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
