@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from repro import models
+from repro import models, runtime
 from repro.config import OptimConfig, PrunerConfig, ScheduleConfig
 from repro.data import STATS, Batches, Dataset, Normalizer, Split
 from repro.engine import Engine, LoopConfig, initialize
@@ -127,15 +127,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], int], device: torch.device) -> tuple[float, int]:
-    """Seconds ``fn`` takes (device work included) and the item count it reports; no GC pause inside."""
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where getrusage is unavailable)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    except (ImportError, OSError):
+        return 0
+
+
+def timed(fn: Callable[[], int], device: torch.device) -> tuple[float, int, int]:
+    """Seconds ``fn`` takes (device work included), the item count it reports and the minor page
+    faults it caused (memory the allocator handed back to the system and then touched again);
+    no GC pause inside."""
     sync(device)
     gc.disable()
     try:
+        faults = minor_faults()
         start = time.perf_counter()
         items = fn()
         sync(device)
-        return time.perf_counter() - start, items
+        return time.perf_counter() - start, items, minor_faults() - faults
     finally:
         gc.enable()
 
@@ -144,19 +157,21 @@ def interleave(contenders: dict[str, Callable[[], int]], repeats: int, warmup: i
                device: torch.device) -> dict[str, dict[str, list[float]]]:
     """Run the contenders round-robin, order reversed every other round; rates per contender.
 
-    Returns ``{name: {"rate": [...], "seconds": [...]}}`` with one entry per measured round.
+    Returns ``{name: {"rate": [...], "seconds": [...], "faults": [...]}}`` with one entry per
+    measured round.
     """
     names = list(contenders)
     for _ in range(warmup):
         for name in names:
             timed(contenders[name], device)
-    out: dict[str, dict[str, list[float]]] = {n: {"rate": [], "seconds": []} for n in names}
+    out: dict[str, dict[str, list[float]]] = {n: {"rate": [], "seconds": [], "faults": []} for n in names}
     for i in range(repeats):
         gc.collect()  # once per round, outside the timed windows
         for name in names if i % 2 == 0 else names[::-1]:
-            seconds, items = timed(contenders[name], device)
+            seconds, items, faults = timed(contenders[name], device)
             out[name]["rate"].append(items / seconds)
             out[name]["seconds"].append(seconds)
+            out[name]["faults"].append(faults)
     return out
 
 
@@ -307,7 +322,8 @@ def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dic
         "mask_updates_per_measurement": spec.steps // settings.update_frequency,
         "num_prunable": contenders["pmp"].engine.masks.num_prunable,
         "final_sparsity_pmp": contenders["pmp"].engine.masks.sparsity(),
-        "contenders": {name: {"images_per_s": summary(r["rate"]), "seconds": r["seconds"]} for name, r in runs.items()},
+        "contenders": {name: {"images_per_s": summary(r["rate"]), "seconds": r["seconds"], "minor_faults": r["faults"]}
+                       for name, r in runs.items()},
         "ratios": ratios,
     }
 
@@ -402,6 +418,7 @@ def bench_selection(model_names: tuple[str, ...], settings: Settings, in_process
         else:
             cmd = [sys.executable, "-m", "repro.bench", "--selection-worker", name, "--device", settings.device,
                    "--selection-repeats", str(settings.selection_repeats), "--threads", str(torch.get_num_threads())]
+            cmd += [] if runtime.applied() else ["--no-reuse-memory"]  # the worker runs as this process does
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
             if proc.returncode != 0:
                 raise RuntimeError(f"selection worker for {name} failed:\n{proc.stderr[-3000:]}")
@@ -568,7 +585,10 @@ def render(result: dict[str, Any]) -> str:
                 f"{c[k]['images_per_s']['median']:.0f}" for k in ("dense", "pmp", "hooks", "bare")) + " | " + " | ".join(
                 f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" for k in ("pmp/dense", "dense/bare", "pmp/hooks"))
                 + " |")
-        lines += ["", "ratios: median (interquartile range) of the per-round paired ratios", ""]
+        lines += ["", "ratios: median (interquartile range) of the per-round paired ratios", "",
+                  "minor page faults per measurement (median): " + "; ".join(
+                      t["key"] + " " + ", ".join(f"{k} {statistics.median(t['contenders'][k]['minor_faults']):.0f}"
+                                                for k in ("dense", "pmp", "hooks", "bare")) for t in result["training"]), ""]
     if result.get("selection"):
         lines += ["## global mask selection (MaskSet.prune_to, fresh process per model)", "",
                   "| model | prunable | cold s | median s | extra peak MiB | extra / weights | exact count | memory by |",
@@ -634,7 +654,7 @@ def run(settings: Settings, *, specs: tuple[TrainSpec, ...], selection_models: t
         "schema": SCHEMA, "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "device": device.type,
         "machine": machine_info(device), "git": _git(), "settings": asdict(settings),
         "targets": TARGETS, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "malloc_reuse": keep_freed_memory(),
+        "malloc_reuse": runtime.applied(),
     }
     started = time.perf_counter()
     load, cpus = result["machine"]["loadavg_start"], result["machine"]["cpus_usable"] or 1
@@ -675,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=os.environ.get("REPRO_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "repro")))
     p.add_argument("--out", default=str(PROJECT_ROOT / "results" / "bench"), help="where the JSON and latest.md go")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--no-reuse-memory", action="store_true",
+                   help="leave glibc malloc's defaults (repro-train's trainer.reuse_memory=false) to measure their cost")
     p.add_argument("--selection-worker", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--selection-repeats", type=int, default=None, help="prune_to calls per model after the cold one")
     args = p.parse_args(argv)
@@ -686,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda but no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as repro-train does (trainer.reuse_memory); every contender shares the process
+    if not args.no_reuse_memory:
+        keep_freed_memory()  # as repro-train does (trainer.reuse_memory); every contender shares the process
     if args.selection_worker:
         print(json.dumps(selection_worker(args.selection_worker, device, args.selection_repeats or 5)))
         return 0

@@ -43,3 +43,8 @@ def keep_freed_memory() -> bool:
             _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
         log.debug("malloc tuned for reuse: %s", _applied)
     return _applied
+
+
+def applied() -> bool:
+    """Whether :func:`keep_freed_memory` has run in this process and took effect."""
+    return bool(_applied)

@@ -48,6 +48,7 @@ def test_result_names_the_machine_and_the_code(result):
         assert key in result["machine"], key
     assert result["machine"]["torch"] == torch.__version__
     assert set(result["git"]) == {"commit", "dirty"}
+    assert isinstance(result["malloc_reuse"], bool)
     assert result["settings"]["repeats"] == 2 and result["settings"]["update_frequency"] == 2
 
 
@@ -58,6 +59,7 @@ def test_training_has_every_contender_and_paired_ratio(result):
         for c in t["contenders"].values():
             assert len(c["images_per_s"]["runs"]) == 2 and c["images_per_s"]["median"] > 0
             assert len(c["seconds"]) == 2
+            assert len(c["minor_faults"]) == 2 and all(f >= 0 for f in c["minor_faults"])
         assert set(t["ratios"]) == {"pmp/dense", "dense/bare", "pmp/hooks"}
         for r in t["ratios"].values():
             assert len(r["runs"]) == 2 and isinstance(r["pass"], bool) and r["target"] > 0
@@ -111,3 +113,17 @@ def test_full_benchmark_design():
     settings = bench.Settings()
     assert settings.repeats >= 5
     assert all(spec.steps % settings.update_frequency == 0 for spec in bench.FULL_SPECS)
+
+
+def test_timed_counts_the_page_faults_of_fresh_memory():
+    """A window that touches memory fresh from the system reports its minor faults."""
+    import mmap
+
+    def touch() -> int:
+        with mmap.mmap(-1, 64 << 20) as m:  # 64 MiB of untouched anonymous pages
+            for i in range(0, len(m), 4096):
+                m[i] = 1
+        return 1
+
+    _, items, faults = bench.timed(touch, torch.device("cpu"))
+    assert items == 1 and faults >= 16  # 16384 with 4 KiB pages, 32 with 2 MiB transparent huge pages
