@@ -3,10 +3,11 @@
 ``keep_freed_memory``: with glibc's defaults a tensor of more than about 128 KiB that is
 freed and allocated again often comes back as a fresh ``mmap``, whose pages fault in on
 first touch. On the 2-core development VM that cost about 0.3 ms per MiB, several times the
-arithmetic of the op that asked for the memory (``torch.empty(266200).fill_(0)``: 312 us
-with the defaults, 10 us with the settings below); it hit mask selection (a few float
-buffers the size of the weights) and conv activations hardest. PyTorch's performance guide
-suggests jemalloc or tcmalloc for the same reason; ``mallopt`` gets most of the effect
+arithmetic of the op that asked for the memory (``torch.empty(266200).fill_(0)``: 282-312 us
+with the defaults, 10 us with the settings below). It made global mask selection (a few float
+buffers the size of the weights) slow by turns; the training loop in steady state hardly
+faults either way (``make bench`` records the faults per window). PyTorch's performance
+guide suggests jemalloc or tcmalloc for the same reason; ``mallopt`` gets this effect
 without a preload.
 """
 
