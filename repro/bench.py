@@ -55,7 +55,6 @@ from repro.engine import Engine, LoopConfig, initialize
 from repro.pruning.masks import MaskSet, pruned_count
 from repro.pruning.methods import GradualMagnitude, Method
 from repro.pruning.scores import magnitude
-from repro.runtime import keep_freed_memory
 from repro.tracking import PROJECT_ROOT, git_info
 
 SCHEMA = 1
@@ -709,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.no_reuse_memory:
-        keep_freed_memory()  # as repro-train does (trainer.reuse_memory); every contender shares the process
+        runtime.keep_freed_memory()  # as repro-train does (trainer.reuse_memory); every contender shares the process
     if args.selection_worker:
         print(json.dumps(selection_worker(args.selection_worker, device, args.selection_repeats or 5)))
         return 0

@@ -126,14 +126,15 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: 
     return loss_sum.item() / n, correct.item() / n
 
 
-def _epoch_means(losses: list[torch.Tensor], preds: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[float, float]:
-    """Sample-weighted mean loss and accuracy over the steps so far (batch means weighted by size)."""
+def _epoch_means(losses: list[torch.Tensor], preds: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[float, float, int]:
+    """Sample-weighted mean loss and accuracy over the steps so far (batch means weighted by size),
+    and the number of samples."""
     sizes = [len(y) for y in labels]
     seen = sum(sizes)
     weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
     loss_sum = (torch.stack(losses).float() * weights).sum()
     correct = (torch.cat(preds) == torch.cat(labels)).sum()
-    return loss_sum.item() / seen, correct.item() / seen
+    return loss_sum.item() / seen, correct.item() / seen, seen
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -303,7 +304,7 @@ class Engine:
             if bar is not None:
                 bar.update(1)
                 if step % 20 == 0:
-                    loss_now, acc_now = _epoch_means(losses[-20:], preds[-20:], labels[-20:])
+                    loss_now, acc_now, _ = _epoch_means(losses[-20:], preds[-20:], labels[-20:])
                     bar.set_postfix(loss=f"{loss_now:.3f}", acc=f"{acc_now:.3f}")
         if bar is not None:
             bar.close()
@@ -312,8 +313,7 @@ class Engine:
         elapsed = time.perf_counter() - start
         self.state.total_steps_run += step - self.state.step
         self.state.step = step
-        train_loss, train_acc = _epoch_means(losses, preds, labels)
-        seen = sum(len(y) for y in labels)
+        train_loss, train_acc, seen = _epoch_means(losses, preds, labels)
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}: lower optim.lr or check the data")
         return {"train_loss": train_loss, "train_acc": train_acc, "epoch_time": elapsed,

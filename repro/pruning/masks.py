@@ -13,6 +13,7 @@ flat index is kept), which makes selection deterministic.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -284,15 +285,12 @@ def _keep_global(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity
                 # millions of float32 magnitudes): the latest ties lose.
                 at_threshold = [(sc.detach().reshape(-1).to(torch.float32) == threshold) & (m.reshape(-1) != 0)
                                 for sc, m in zip(scores, masks)]
-                ties = torch.cat([torch.nonzero(t).view(-1) + at for t, at in zip(at_threshold, _offsets(sizes))])
+                starts = itertools.accumulate([0, *sizes[:-1]])
+                ties = torch.cat([torch.nonzero(t).view(-1) + at for t, at in zip(at_threshold, starts)])
                 kept[ties[ties.numel() - surplus:]] = 0.0
             return [k.view(m.shape) for k, m in zip(torch.split(kept, sizes), masks)]
     del key
     return [k.float() for k in _keep_global_general(scores, masks, keep)]
-
-
-def _offsets(sizes: list[int]) -> list[int]:
-    return [sum(sizes[:i]) for i in range(len(sizes))]
 
 
 def _keep_global_general(scores: list[torch.Tensor], masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
