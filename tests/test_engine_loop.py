@@ -69,3 +69,21 @@ def test_epoch_train_metrics_are_sample_weighted_over_every_batch():
     correct = sum(int((o.argmax(1) == y).sum()) for o, y in zip(outs, labels))
     assert metrics["train_loss"] == pytest.approx(loss, rel=1e-5)
     assert metrics["train_acc"] == correct / 70
+
+
+def test_masks_survive_the_engines_memory_format_move():
+    """channels_last (the CUDA default for CNNs) and device moves replace the mask buffers: the
+    masks the loop prunes must be the ones the model's state_dict (checkpoints, saved models) holds."""
+    from repro.pruning.methods import GradualMagnitude
+
+    schedule = OmegaConf.create({"name": "linear", "initial_sparsity": 0.0, "start": 0.0, "end": 0.5,
+                                 "update_frequency": 1, "update_unit": "iterations"})
+    pmp = GradualMagnitude(OmegaConf.create({"name": "pmp", "scope": "global"}), 0.8, schedule)
+    eng = engine_for(pmp, epochs=2, channels_last=True)
+    eng.run()
+    saved = eng.model.state_dict()
+    for name, mask in zip(eng.masks.names, eng.masks.masks):
+        assert torch.equal(saved[f"{name}.weight_mask"], mask), name
+        assert bool((saved[f"{name}.weight"][mask == 0] == 0).all()), name
+    assert eng.masks.num_zeros() == sum(int((v == 0).sum()) for k, v in saved.items() if k.endswith("weight_mask"))
+    assert eng.masks.sparsity() == pytest.approx(0.8, abs=1e-4)

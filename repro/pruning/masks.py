@@ -59,8 +59,6 @@ class MaskSet:
                 layer.module.register_buffer("weight_mask", torch.ones_like(layer.module.weight))
         self.layers = layers
         self.model = model
-        self._weights = [layer.weight for layer in layers]
-        self._masks = [layer.mask for layer in layers]
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -69,18 +67,21 @@ class MaskSet:
 
     @property
     def masks(self) -> list[torch.Tensor]:
-        return self._masks
+        """The live ``weight_mask`` buffers, looked up on every call: ``model.to(device)`` and
+        ``channels_last`` replace buffers with new tensors, and a cached list would go on
+        updating the old ones while checkpoints save the new ones."""
+        return [layer.mask for layer in self.layers]
 
     @property
     def weights(self) -> list[torch.Tensor]:
-        return self._weights
+        return [layer.weight for layer in self.layers]
 
     @property
     def num_prunable(self) -> int:
-        return sum(m.numel() for m in self._masks)
+        return sum(m.numel() for m in self.masks)
 
     def num_zeros(self) -> int:
-        return int(sum((m == 0).sum().item() for m in self._masks))
+        return int(sum((m == 0).sum().item() for m in self.masks))
 
     def sparsity(self) -> float:
         """Fraction of prunable weights that are masked."""
@@ -105,10 +106,10 @@ class MaskSet:
         return [layer.name for layer in self.layers if not bool(layer.mask.any())]
 
     def state(self) -> list[torch.Tensor]:
-        return [m.detach().clone() for m in self._masks]
+        return [m.detach().clone() for m in self.masks]
 
     def load(self, masks: Iterable[torch.Tensor]) -> None:
-        for dst, src in zip(self._masks, masks, strict=True):
+        for dst, src in zip(self.masks, masks, strict=True):
             dst.copy_(src)
         self.apply()
 
@@ -116,25 +117,25 @@ class MaskSet:
     @torch.no_grad()
     def apply(self) -> None:
         """Zero the masked weights in place (after every optimizer step)."""
-        torch._foreach_mul_(self._weights, self._masks)
+        torch._foreach_mul_(self.weights, self.masks)
 
     @torch.no_grad()
     def mask_grads(self) -> None:
         """Zero the gradients of masked weights, so optimizer state never sees them."""
-        grads = [w.grad for w in self._weights]
+        grads = [w.grad for w in self.weights]
         if any(g is None for g in grads):
             return
         if grads[0].device.type == "cpu":
             # CPU: foreach has no fused kernel here and measured ~10 us/step slower on LeNet-300-100
-            for g, m in zip(grads, self._masks):
+            for g, m in zip(grads, self.masks):
                 g.mul_(m)
         else:
-            torch._foreach_mul_(grads, self._masks)  # one launch for all layers
+            torch._foreach_mul_(grads, self.masks)  # one launch for all layers
 
     @torch.no_grad()
     def clean_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero momentum / Adam moments at masked positions after a mask change."""
-        for w, m in zip(self._weights, self._masks):
+        for w, m in zip(self.weights, self.masks):
             state = optimizer.state.get(w)
             if not state:
                 continue
@@ -152,15 +153,15 @@ class MaskSet:
         sparsity is the only direction; asking for less than the current sparsity keeps
         the current mask.
         """
-        if len(scores) != len(self._masks):
-            raise ValueError(f"got {len(scores)} score tensors for {len(self._masks)} prunable layers")
+        if len(scores) != len(self.masks):
+            raise ValueError(f"got {len(scores)} score tensors for {len(self.masks)} prunable layers")
         if scope == "global":
-            new = _keep_global(scores, self._masks, sparsity)  # float32 0/1 views of one flat tensor
+            new = _keep_global(scores, self.masks, sparsity)  # float32 0/1 views of one flat tensor
         elif scope == "layerwise":
-            new = [select_topk(s, m, pruned_count(sparsity, m.numel())) for s, m in zip(scores, self._masks)]
+            new = [select_topk(s, m, pruned_count(sparsity, m.numel())) for s, m in zip(scores, self.masks)]
         else:
             raise ValueError(f"unknown scope '{scope}': use global or layerwise")
-        for dst, src in zip(self._masks, new):
+        for dst, src in zip(self.masks, new):
             dst.copy_(src)
         self.apply()
 
