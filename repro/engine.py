@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from repro.cost import forward_flops, layer_macs, training_flops
 from repro.data import Batches, Dataset, Normalizer, Split, eval_batches
+from repro.optim import make_optimizer, masks_its_update
 from repro.pruning.masks import MaskSet
 from repro.pruning.methods import Context, Method
 
@@ -74,17 +75,6 @@ def initialize(model: nn.Module, scheme: str) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def make_optimizer(params, optim: Any) -> torch.optim.Optimizer:
-    if optim.name == "sgd":
-        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov,
-                               weight_decay=optim.weight_decay)
-    if optim.name == "adam":
-        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    if optim.name == "adamw":
-        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    raise ValueError(f"unknown optimizer '{optim.name}'")
 
 
 def lr_factor(optim: Any, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
@@ -211,7 +201,10 @@ class Engine:
 
     def _new_optimizer(self, step: int) -> None:
         """A fresh optimizer and LR schedule positioned at ``step`` (LTH rewinding resets both)."""
-        self.optimizer = make_optimizer(self.model.parameters(), self.optim_cfg)
+        masks = dict(zip(self.masks.weights, self.masks.masks)) if self.method.uses_masks else None
+        self.optimizer = make_optimizer(self.model.parameters(), self.optim_cfg, masks)
+        #: whether the loop must mask gradients (SGD masks its own update instead)
+        self.mask_grads = self.method.uses_masks and not masks_its_update(self.optimizer)
         self.lr_factor = lr_factor(self.optim_cfg, self.steps_per_epoch, self.epochs)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = g["lr"]
@@ -261,6 +254,9 @@ class Engine:
         self.state = LoopState(**ckpt["loop"])
         self._new_optimizer(self.state.step)
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        # a checkpoint of MaskedSGD may hold momentum at masked positions (never applied there);
+        # zero it, so that the state is clean whatever optimizer path resumes from it
+        self.masks.clean_optimizer_state(self.optimizer)
         self.method.load_state_dict(ckpt["method"])
         torch.set_rng_state(ckpt["rng"])
         log.info("resumed from %s at cycle %d epoch %d", path, self.state.cycle, self.state.epoch)
@@ -269,7 +265,7 @@ class Engine:
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int) -> dict:
         model, opt, masks, method = self.model, self.optimizer, self.masks, self.method
-        keep_masks = method.uses_masks
+        mask_grads = self.mask_grads
         model.train()
         # Per-step running sums cost ~6 tiny ops per step (~3% of a LeNet step on CPU); keep the
         # losses, predictions and labels instead and reduce them once per epoch.
@@ -288,10 +284,10 @@ class Engine:
                 loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if keep_masks:
-                # Masked gradients keep masked weights at exactly 0.0 through SGD (momentum,
-                # weight decay, Nesterov), Adam and AdamW, as long as optimizer state is zero there
-                # (clean_optimizer_state on every mask change): no second pass over the weights.
+            if mask_grads:
+                # Adam/AdamW: masked gradients keep masked weights at exactly 0.0 as long as the
+                # optimizer state is zero there (clean_optimizer_state on every mask change).
+                # SGD (repro.optim.MaskedSGD) masks its update instead: no pass here.
                 masks.mask_grads()
             opt.step()
             step += 1
