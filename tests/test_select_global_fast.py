@@ -120,3 +120,24 @@ def test_each_case_takes_its_path_and_follows_the_rule(monkeypatch, case):
     out = M.select_global(scores, masks, sparsity)
     assert calls == ([] if case.startswith("tie") else [1])
     assert torch.equal(torch.cat([o.flatten() for o in out]).bool(), reference(scores, masks, sparsity))
+
+
+def test_the_bracket_holds_the_answer_for_real_sized_magnitudes(monkeypatch, chunk):
+    """The sampled bracket must be wide enough that PMP-like inputs never fall back to a full kthvalue."""
+    if chunk == 37:
+        pytest.skip("about the bracket, not the pieces (7,000 pieces of 37 are only slow here)")
+    full = []
+    real = M._kthvalue
+
+    def spy(t, k):
+        if t.numel() > 100_000:
+            full.append(t.numel())
+        return real(t, k)
+
+    monkeypatch.setattr(M, "_kthvalue", spy)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(266_200, generator=gen).abs()
+    x[torch.rand(x.numel(), generator=gen) < 0.5] = -M.SENTINEL  # half already pruned, as in a PMP update
+    for r in range(130_000, 266_200, 4_000):
+        assert torch.equal(M._kth_smallest([x], r), torch.kthvalue(x, r).values)
+    assert full == []

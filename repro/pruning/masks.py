@@ -185,6 +185,11 @@ def select_topk(score: torch.Tensor, mask: torch.Tensor, num_pruned: int) -> tor
 
 #: the strided sample that brackets the global threshold holds at most this many values (see ``_kth_smallest``)
 SAMPLE_SIZE = 1 << 16
+#: the bracket spans the answer's expected sample rank +- MARGIN * sqrt(sample size) (+ 8). For a random
+#: layout that rank has a standard deviation of at most sqrt(s)/2, so 2.5 is 5 of them (a miss, which
+#: costs one full ``kthvalue``, about once per million calls); a narrower bracket leaves fewer values
+#: to collect and rank: ~20% faster than 4.0 on LeNet-300-100 and VGG-19 (2-core VM)
+MARGIN = 2.5
 #: pruned weights' key in the fast global path: below every finite score, and finite, so that
 #: float arithmetic (no bool tensors, no ``where``) can build the keys
 SENTINEL = torch.finfo(torch.float32).max
@@ -223,7 +228,7 @@ def _kth_smallest(parts: list[torch.Tensor], r: int, sample_size: int | None = N
         sample = x[::stride].contiguous()
         s = sample.numel()
         pos = (r - 0.5) * s / n  # where rank r falls in the sample (0-based)
-        margin = 4.0 * math.sqrt(s) + 8.0
+        margin = MARGIN * math.sqrt(s) + 8.0
         lo = _kthvalue(sample, min(s, max(1, int(pos - margin) + 1)))
         hi = _kthvalue(sample, min(s, max(1, int(pos + margin) + 1)))
         upto_lo = torch.empty(min(n, CHUNK), dtype=torch.float32, device=x.device)
