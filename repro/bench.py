@@ -12,7 +12,10 @@ alike. Each ratio is the median over repeats of the per-round (paired) ratio.
    ``torch.nn.utils.prune.global_unstructured`` (L1Unstructured over the current weights,
    forward pre-hooks) in a bare loop;
 3. a bare PyTorch loop on the same model and in-memory data (randperm, slice, normalise,
-   forward, backward, step): the suite's dense loop as a fraction of it;
+   forward, backward, step): the suite's dense loop as a fraction of it; and, without a target,
+   the suite's dense loop stepping ``torch.optim.SGD`` instead of its own
+   :class:`repro.optim.MaskedSGD`, so that a reader sees how much of the ratios against
+   torch-SGD loops (bare, the peer) the optimizer accounts for;
 4. exact global mask selection (``MaskSet.prune_to`` -> ``select_global``) over the prunable
    weights of ResNet-18 (11M) and VGG-19 (20M): time and extra peak memory, each model in a
    fresh subprocess (the peak resident set is reset through /proc/self/clear_refs);
@@ -188,15 +191,25 @@ def paired(a: list[float], b: list[float]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- training contenders
 
 
+class TorchSGDEngine(Engine):
+    """The suite's loop stepping ``torch.optim.SGD`` (the loop then masks gradients): what the suite's
+    own SGD (:class:`repro.optim.MaskedSGD`) contributes to its ratios against loops that use torch's."""
+
+    def build_optimizer(self, masks: dict[torch.Tensor, torch.Tensor] | None) -> torch.optim.Optimizer:
+        o = self.optim_cfg
+        return torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                               weight_decay=o.weight_decay)
+
+
 class SuiteLoop:
     """The suite's loop: :class:`Engine` with the dense or PMP method, one epoch per call."""
 
     def __init__(self, method: Method, model: nn.Module, dataset: Dataset, batch: int, epochs: int,
-                 device: torch.device, settings: Settings) -> None:
+                 device: torch.device, settings: Settings, engine: type[Engine] = Engine) -> None:
         loop = LoopConfig(epochs=epochs, batch_size=batch, seed=0, augment=False, progress="none",
                           precision=settings.precision, checkpoint_every=0, checkpoint_path=None)
         optim = OptimConfig(lr=settings.lr)
-        self.engine = Engine(model, dataset, method, MaskSet(model), optim, loop, device)
+        self.engine = engine(model, dataset, method, MaskSet(model), optim, loop, device)
         method.before_training(self.engine.ctx)
         self.epoch = 0
 
@@ -299,6 +312,8 @@ def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dic
     dense = Method(PrunerConfig(name="dense"), 0.0, schedule)
     contenders: dict[str, Callable[[], int]] = {
         "dense": SuiteLoop(dense, copy.deepcopy(base), data, spec.batch, epochs, device, settings),
+        "dense-torchsgd": SuiteLoop(dense, copy.deepcopy(base), data, spec.batch, epochs, device, settings,
+                                    engine=TorchSGDEngine),
         "pmp": SuiteLoop(pmp, copy.deepcopy(base), data, spec.batch, epochs, device, settings),
         "hooks": PruneHooksPMP(copy.deepcopy(base), data.train, dataset.name, spec.batch, device, settings,
                                total_steps=epochs * spec.steps),
@@ -315,6 +330,8 @@ def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dic
     }
     for r in ratios.values():
         r["pass"] = r["median"] >= r["target"]
+    # no target: how much of dense/bare and pmp/hooks the suite's SGD accounts for
+    ratios["dense/dense-torchsgd"] = paired(rates["dense"], rates["dense-torchsgd"])
     return {
         **asdict(spec),
         "images_per_measurement": spec.steps * spec.batch,
@@ -543,6 +560,8 @@ def checks(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for t in result.get("training", []):
         for name, r in t["ratios"].items():
+            if "target" not in r:
+                continue  # informational ratios
             rows.append({"check": f"{name} {t['key']}", "value": r["median"], "op": ">=", "target": r["target"],
                          "pass": r["pass"]})
     for s in result.get("selection", []):
@@ -575,19 +594,24 @@ def render(result: dict[str, Any]) -> str:
         "",
     ]
     if result.get("training"):
+        names = ("dense", "pmp", "hooks", "bare", "dense-torchsgd")
+        ratio_names = ("pmp/dense", "dense/bare", "pmp/hooks", "dense/dense-torchsgd")
         lines += ["## training throughput (images/s, median)", "",
-                  "| spec | steps | dense | pmp | hooks (peer) | bare | pmp/dense | dense/bare | pmp/hooks |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| spec | steps | dense | pmp | hooks (peer) | bare | dense, torch SGD | " + " | ".join(ratio_names) + " |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for t in result["training"]:
             c, r = t["contenders"], t["ratios"]
             lines.append(f"| {t['key']} | {t['steps']} | " + " | ".join(
-                f"{c[k]['images_per_s']['median']:.0f}" for k in ("dense", "pmp", "hooks", "bare")) + " | " + " | ".join(
-                f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" for k in ("pmp/dense", "dense/bare", "pmp/hooks"))
+                f"{c[k]['images_per_s']['median']:.0f}" if k in c else "-" for k in names) + " | " + " | ".join(
+                f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" if k in r else "-" for k in ratio_names)
                 + " |")
-        lines += ["", "ratios: median (interquartile range) of the per-round paired ratios", "",
+        lines += ["", "ratios: median (interquartile range) of the per-round paired ratios. The suite's loops step "
+                  "repro.optim.MaskedSGD; hooks and bare step torch.optim.SGD; 'dense, torch SGD' is the suite's "
+                  "loop stepping torch.optim.SGD (dense/dense-torchsgd: what the suite's SGD alone is worth, no target)",
+                  "",
                   "minor page faults per measurement (median): " + "; ".join(
                       t["key"] + " " + ", ".join(f"{k} {statistics.median(t['contenders'][k]['minor_faults']):.0f}"
-                                                for k in ("dense", "pmp", "hooks", "bare")) for t in result["training"]), ""]
+                                                for k in t["contenders"]) for t in result["training"]), ""]
     if result.get("selection"):
         lines += ["## global mask selection (MaskSet.prune_to, fresh process per model)", "",
                   "| model | prunable | cold s | median s | extra peak MiB | extra / weights | exact count | memory by |",
@@ -654,6 +678,7 @@ def run(settings: Settings, *, specs: tuple[TrainSpec, ...], selection_models: t
         "machine": machine_info(device), "git": _git(), "settings": asdict(settings),
         "targets": TARGETS, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "malloc_reuse": runtime.applied(),
+        "optimizers": {"dense, pmp": "repro.optim.MaskedSGD", "hooks, bare, dense-torchsgd": "torch.optim.SGD"},
     }
     started = time.perf_counter()
     load, cpus = result["machine"]["loadavg_start"], result["machine"]["cpus_usable"] or 1

@@ -55,20 +55,37 @@ def test_result_names_the_machine_and_the_code(result):
 def test_training_has_every_contender_and_paired_ratio(result):
     assert [t["key"] for t in result["training"]] == [s.key for s in SPECS]
     for t in result["training"]:
-        assert set(t["contenders"]) == {"dense", "pmp", "hooks", "bare"}
+        assert set(t["contenders"]) == {"dense", "pmp", "hooks", "bare", "dense-torchsgd"}
         for c in t["contenders"].values():
             assert len(c["images_per_s"]["runs"]) == 2 and c["images_per_s"]["median"] > 0
             assert len(c["seconds"]) == 2
             assert len(c["minor_faults"]) == 2 and all(f >= 0 for f in c["minor_faults"])
-        assert set(t["ratios"]) == {"pmp/dense", "dense/bare", "pmp/hooks"}
-        for r in t["ratios"].values():
-            assert len(r["runs"]) == 2 and isinstance(r["pass"], bool) and r["target"] > 0
-            assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"]
+        assert set(t["ratios"]) == {"pmp/dense", "dense/bare", "pmp/hooks", "dense/dense-torchsgd"}
+        for name, r in t["ratios"].items():
+            assert len(r["runs"]) == 2 and r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"]
+            if name != "dense/dense-torchsgd":  # informational, no target
+                assert isinstance(r["pass"], bool) and r["target"] > 0
         assert t["mask_updates_per_measurement"] == t["steps"] // 2
         # pruning was active: the window spans the whole benchmark and ends at the final sparsity
         assert t["final_sparsity_pmp"] == pytest.approx(TINY.final_sparsity, abs=1e-3)
     lenet = result["training"][0]
     assert lenet["ratios"]["pmp/hooks"]["target"] == bench.TARGETS["pmp/hooks (lenet300, batch <= 128)"]
+
+
+def test_the_torch_sgd_contender_is_the_suite_loop_with_torchs_optimizer():
+    from repro.config import PrunerConfig
+    from repro.optim import MaskedSGD
+    from repro.pruning.methods import GradualMagnitude
+
+    data = synthetic("mnist", 32, 1, 28)
+    model = bench.models.build("lenet300", num_classes=10, in_channels=1)
+    pmp = GradualMagnitude(PrunerConfig(name="pmp"), 0.5, bench.ScheduleConfig(end=1.0, update_frequency=1))
+    ours = bench.SuiteLoop(pmp, model, data, 8, 1, torch.device("cpu"), TINY)
+    theirs = bench.SuiteLoop(pmp, bench.copy.deepcopy(model), data, 8, 1, torch.device("cpu"), TINY,
+                             engine=bench.TorchSGDEngine)
+    assert type(ours.engine.optimizer) is MaskedSGD and not ours.engine.mask_grads
+    assert type(theirs.engine.optimizer) is torch.optim.SGD and theirs.engine.mask_grads
+    assert theirs.engine.optimizer.param_groups[0]["lr"] == TINY.lr
 
 
 def test_selection_and_loader_sections(result):
