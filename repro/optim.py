@@ -5,9 +5,9 @@ path, which reads and writes each weight-sized tensor four times per step (weigh
 fresh tensor, momentum scale, momentum add, update) and masking the gradients first adds a
 fifth pass. :class:`MaskedSGD` does the same arithmetic in three passes and folds the mask
 into the last one, ``w -= lr * m * buf``, so pruning adds one extra read instead of a pass.
-Measured on the 2-core VM (LeNet-300-100, batch 60, interleaved): the dense step 11-13% faster
-than torch's SGD, and the mask costing ~1.5% of a step instead of ~3% (``make bench`` has the
-loop-level numbers).
+``make bench`` times the suite's dense loop with both (``dense/dense-torchsgd``): 1.093 / 1.033
+on LeNet-300-100 at batch 60 / 128, 0.99-1.01 on the convolution-bound LeNet-5 and VGG-19
+(results/bench/README.md).
 
 Semantics: the arithmetic is torch's SGD (momentum, dampening, Nesterov, L2 weight decay, the
 first momentum buffer a copy of the decayed gradient), so results match it up to float
