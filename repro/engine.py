@@ -263,7 +263,8 @@ class Engine:
         # zero it, so that the state is clean whatever optimizer path resumes from it
         self.masks.clean_optimizer_state(self.optimizer)
         self.method.load_state_dict(ckpt["method"])
-        torch.set_rng_state(ckpt["rng"])
+        # map_location moved every tensor to the device; the (CPU) generator state must come back
+        torch.set_rng_state(ckpt["rng"].cpu())
         log.info("resumed from %s at cycle %d epoch %d", path, self.state.cycle, self.state.epoch)
         return True
 

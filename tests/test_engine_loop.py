@@ -87,3 +87,35 @@ def test_masks_survive_the_engines_memory_format_move():
         assert bool((saved[f"{name}.weight"][mask == 0] == 0).all()), name
     assert eng.masks.num_zeros() == sum(int((v == 0).sum()) for k, v in saved.items() if k.endswith("weight_mask"))
     assert eng.masks.sparsity() == pytest.approx(0.8, abs=1e-4)
+
+
+class _OnAnotherDevice:
+    """Stands in for the RNG state that ``torch.load(map_location=cuda)`` puts on the GPU:
+    ``torch.set_rng_state`` refuses anything but a CPU ByteTensor."""
+
+    def __init__(self, state: torch.Tensor) -> None:
+        self.state = state
+
+    def cpu(self) -> torch.Tensor:
+        return self.state
+
+
+def test_resume_restores_the_cpu_rng_from_a_checkpoint_mapped_to_another_device(tmp_path, monkeypatch):
+    eng = engine_for(Recorder(), model_name="lenet300", epochs=2, checkpoint_path=tmp_path / "ckpt.pt")
+    eng.train_epoch(0)
+    eng.state.epoch = 1
+    eng.save_checkpoint()
+    state = torch.get_rng_state()
+    real_load = torch.load
+
+    def load_to_device(*args, **kwargs):
+        ckpt = real_load(*args, **kwargs)
+        ckpt["rng"] = _OnAnotherDevice(ckpt["rng"])
+        return ckpt
+
+    monkeypatch.setattr(torch, "load", load_to_device)
+    torch.manual_seed(123)  # move the generator on, so that resuming must restore it
+    again = engine_for(Recorder(), model_name="lenet300", epochs=2, checkpoint_path=tmp_path / "ckpt.pt")
+    assert again.try_resume()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert again.state.epoch == 1
