@@ -62,9 +62,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def initialize(model: nn.Module, scheme: str) -> None:
-    """Re-initialise conv/linear weights (biases to zero; BN to 1/0) by ``scheme``."""
+def initialize(model: nn.Module, scheme: str, *, redraw: bool = False) -> None:
+    """Re-initialise conv/linear weights (biases to zero; BN to 1/0) by ``scheme``.
+
+    ``default`` keeps the initialisation PyTorch's constructors drew; with ``redraw=True``
+    (a fresh init of a built model, e.g. ``mask_from`` with ``init=random``) it draws it again
+    through each module's ``reset_parameters``.
+    """
     if scheme == "default":
+        if redraw:
+            for m in model.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)):
+                    m.reset_parameters()
         return
     init = {"kaiming_normal": nn.init.kaiming_normal_, "xavier_normal": nn.init.xavier_normal_}[scheme]
     for m in model.modules():

@@ -171,3 +171,30 @@ def test_mask_from_reproduces_the_saved_mask_exactly(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(shuffled.masks.masks, saved))
     late = transfer(rewind_step=2)
     assert all(torch.equal(a, b) for a, b in zip(late.masks.masks, saved))
+
+
+@pytest.mark.parametrize("scheme", ["kaiming_normal", "default"])
+def test_mask_from_random_init_draws_fresh_weights_under_every_init_scheme(tmp_path, scheme):
+    """init=random must not keep the original weights, including trainer.init=default (PyTorch's own)."""
+    donor = engine_for(lth(targets=[0.5]), epochs=1)
+    donor.run()
+    path = tmp_path / "final_state_dict.pt"
+    torch.save(donor.model.state_dict(), path)
+
+    def start(init):
+        cfg = OmegaConf.create({"name": "mask_from", "scope": "global", "source": str(path), "init": init,
+                                "rewind_step": 0, "shuffle": False})
+        eng = engine_for(MaskTransfer(cfg, 0.0, None), epochs=1, seed=3)
+        eng.ctx.extra["init"] = scheme
+        before = {n: p.detach().clone() for n, p in eng.model.named_parameters()}
+        eng.method.before_training(eng.ctx)
+        return before, {n: p.detach().clone() for n, p in eng.model.named_parameters()}, eng
+
+    before, after, eng = start("original")
+    for name, mask in zip(eng.masks.names, eng.masks.masks):
+        assert torch.equal(after[f"{name}.weight"], before[f"{name}.weight"] * mask), name
+    before, after, eng = start("random")
+    for name, mask in zip(eng.masks.names, eng.masks.masks):
+        kept = mask != 0
+        assert not torch.equal(after[f"{name}.weight"][kept], before[f"{name}.weight"][kept]), name
+        assert bool((after[f"{name}.weight"][~kept] == 0).all()), name

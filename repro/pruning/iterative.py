@@ -236,7 +236,7 @@ class MaskTransfer(Method):
 
             with torch.random.fork_rng():
                 torch.manual_seed(ctx.seed + 7_919)
-                initialize(ctx.model, ctx.extra.get("init", "kaiming_normal"))
+                initialize(ctx.model, ctx.extra.get("init", "kaiming_normal"), redraw=True)
         if self.rewind_step == 0:
             ctx.masks.load(self.loaded)
 
