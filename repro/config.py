@@ -161,7 +161,7 @@ class TrainerConfig:
     reuse_memory: bool = True
     init: str = "kaiming_normal"  # kaiming_normal | xavier_normal | default
     progress: str = "auto"  # auto | bar | log | none
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on GPUs that compute it natively, else fp32) | fp32 | bf16
     channels_last: str = "auto"  # auto (CUDA conv nets) | "true" | "false"
     compile: bool = False
     #: checkpoint every N epochs (0 = never); resume needs checkpoints

@@ -16,6 +16,8 @@ from __future__ import annotations
 import ctypes
 import logging
 
+import torch
+
 log = logging.getLogger(__name__)
 
 #: mallopt parameters (glibc's malloc.h)
@@ -49,3 +51,26 @@ def keep_freed_memory() -> bool:
 def applied() -> bool:
     """Whether :func:`keep_freed_memory` has run in this process and took effect."""
     return bool(_applied)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 where the GPU computes it natively (compute capability 8.0 and newer), fp32
+    elsewhere. On older GPUs (V100, T4) ``torch.autocast`` accepts bf16 but emulates it, slower
+    than fp32, so auto does not pick it there; an explicit ``bf16`` is still honoured."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bf16"
+    return "fp32"
+
+
+def use_precision(precision: str) -> dict[str, str]:
+    """Make ``fp32`` mean fp32: PyTorch lets cuDNN convolutions use TF32 by default (matmuls
+    not), so an fp32 CNN run on an Ampere or newer GPU would mix TF32 convolutions with fp32
+    linear layers. bf16 runs keep PyTorch's defaults. Process-wide, set for every job (a reused
+    worker process carries nothing over); returns the settings for the run's tags. Uses the
+    legacy flags only: mixing them with the ``fp32_precision`` API makes PyTorch raise."""
+    torch.backends.cudnn.allow_tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return {"tf32_cudnn": str(torch.backends.cudnn.allow_tf32).lower(),
+            "tf32_matmul": str(torch.backends.cuda.matmul.allow_tf32).lower()}

@@ -61,9 +61,7 @@ def resolve_runtime(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"unknown pruner '{cfg.pruner.name}': choose one of {', '.join(sorted(methods.REGISTRY))}")
     method_cls = methods.REGISTRY[cfg.pruner.name]
     device = resolve_device(cfg.trainer.device) if cfg.trainer.device in ("auto", "cpu", "cuda") else torch.device("cpu")
-    precision = cfg.trainer.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+    precision = runtime_mod.resolve_precision(cfg.trainer.precision, device)
     source = data_mod.locate(cfg.data.name, cfg.data.root, cfg.data.source)
     return {"method_cls": method_cls, "device": device, "precision": precision, "data_source": source}
 
@@ -87,6 +85,7 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     if cfg.trainer.reuse_memory:
         runtime_mod.keep_freed_memory()
+    tracker.set_tags(runtime_mod.use_precision(runtime["precision"]))
     d = cfg.data
     dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
                             cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)

@@ -119,3 +119,35 @@ def test_resume_restores_the_cpu_rng_from_a_checkpoint_mapped_to_another_device(
     assert again.try_resume()
     assert torch.equal(torch.get_rng_state(), state)
     assert again.state.epoch == 1
+
+
+def test_auto_precision_is_bf16_only_where_the_gpu_computes_it_natively(monkeypatch):
+    from repro import runtime
+
+    assert runtime.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    asked = []
+
+    def native(including_emulation=True):
+        asked.append(including_emulation)
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", native)
+    assert runtime.resolve_precision("auto", torch.device("cuda")) == "fp32"  # e.g. a V100: emulated only
+    assert asked == [False]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
+    assert runtime.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert runtime.resolve_precision("bf16", torch.device("cuda")) == "bf16"
+    assert runtime.resolve_precision("fp32", torch.device("cuda")) == "fp32"
+
+
+def test_fp32_turns_off_tf32_convolutions_and_bf16_restores_the_default():
+    from repro import runtime
+
+    try:
+        assert runtime.use_precision("fp32") == {"tf32_cudnn": "false", "tf32_matmul": "false"}
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert runtime.use_precision("bf16") == {"tf32_cudnn": "true", "tf32_matmul": "false"}
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = True  # PyTorch's defaults
+        torch.backends.cuda.matmul.allow_tf32 = False

@@ -113,6 +113,7 @@ def test_parallel_jobs_on_a_brand_new_sqlite_store(tmp_path):
 def test_logged_final_accuracy_is_recomputed_from_the_checkpoint(train_cli):
     train_cli(*SMALL, "data.train_subset=2000", "trainer.epochs=1", "pruner=pmp", "sparsity=0.8")
     (run,) = runs_of(train_cli.uri)
+    assert (run.data.tags["tf32_cudnn"], run.data.tags["tf32_matmul"]) == ("false", "false")  # fp32 on CPU
     ckpt = torch.load(train_cli.cwd / "checkpoints" / f"{run.data.tags['repro.identity']}.pt", weights_only=False)
     from repro import data, models
     from repro.engine import evaluate
