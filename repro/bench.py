@@ -741,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.use_deterministic_algorithms(True, warn_only=True)  # as repro-train does on CPU
     settings = Settings(device=device, repeats=args.repeats or (2 if args.quick else Settings.repeats), warmup=args.warmup,
                         precision=args.precision)
+    tf32 = runtime.use_precision(settings.precision)  # as repro-train does: fp32 means no TF32 convolutions
     if args.selection_repeats:
         settings.selection_repeats = args.selection_repeats
     elif args.quick:
@@ -755,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
                  selection_models=SELECTION_MODELS if "selection" in parts else (), loader="loader" in parts,
                  data_root=args.data_root, cache_dir=args.cache_dir, log=lambda msg: print(msg, flush=True))
     result["settings"]["quick"] = args.quick
+    result["settings"]["tf32"] = tf32
     print()
     print(render(result))
     if not args.no_write:
