@@ -20,7 +20,7 @@ and :meth:`repro.pruning.masks.MaskSet.clean_optimizer_state` zeroes it at every
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ class MaskedSGD(torch.optim.SGD):
         self.masks: dict[torch.Tensor, torch.Tensor] = dict(masks or {})
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 - torch's signature
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():

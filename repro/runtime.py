@@ -9,6 +9,9 @@ buffers the size of the weights) slow by turns; the training loop in steady stat
 faults either way (``make bench`` records the faults per window). PyTorch's performance
 guide suggests jemalloc or tcmalloc for the same reason; ``mallopt`` gets this effect
 without a preload.
+
+``resolve_precision`` / ``use_precision``: what ``trainer.precision`` means on the device at hand
+(bf16 only where the GPU computes it natively; fp32 without TF32 convolutions).
 """
 
 from __future__ import annotations

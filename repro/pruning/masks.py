@@ -116,7 +116,8 @@ class MaskSet:
     # ------------------------------------------------------------------ the hot path
     @torch.no_grad()
     def apply(self) -> None:
-        """Zero the masked weights in place (after every optimizer step)."""
+        """Zero the masked weights in place (after every mask change; between changes the optimizer
+        keeps them at zero, see ``repro.optim``)."""
         torch._foreach_mul_(self.weights, self.masks)
 
     @torch.no_grad()
