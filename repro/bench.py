@@ -602,8 +602,8 @@ def render(result: dict[str, Any]) -> str:
         for t in result["training"]:
             c, r = t["contenders"], t["ratios"]
             lines.append(f"| {t['key']} | {t['steps']} | " + " | ".join(
-                f"{c[k]['images_per_s']['median']:.0f}" if k in c else "-" for k in names) + " | " + " | ".join(
-                f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" if k in r else "-" for k in ratio_names)
+                f"{c[k]['images_per_s']['median']:.0f}" for k in names) + " | " + " | ".join(
+                f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" for k in ratio_names)
                 + " |")
         lines += ["", "ratios: median (interquartile range) of the per-round paired ratios. The suite's loops step "
                   "repro.optim.MaskedSGD; hooks and bare step torch.optim.SGD; 'dense, torch SGD' is the suite's "

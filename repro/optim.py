@@ -5,9 +5,9 @@ path, which reads and writes each weight-sized tensor four times per step (weigh
 fresh tensor, momentum scale, momentum add, update) and masking the gradients first adds a
 fifth pass. :class:`MaskedSGD` does the same arithmetic in three passes and folds the mask
 into the last one, ``w -= lr * m * buf``, so pruning adds one extra read instead of a pass.
-``make bench`` times the suite's dense loop with both (``dense/dense-torchsgd``): 1.093 / 1.033
-on LeNet-300-100 at batch 60 / 128, 0.99-1.01 on the convolution-bound LeNet-5 and VGG-19
-(results/bench/README.md).
+``make bench`` times the suite's dense loop with both (``dense/dense-torchsgd``): 1.07-1.09 /
+1.03-1.04 on LeNet-300-100 at batch 60 / 128, 0.99-1.01 on the convolution-bound LeNet-5 and
+VGG-19, over two runs (results/bench/README.md).
 
 Semantics: the arithmetic is torch's SGD (momentum, dampening, Nesterov, L2 weight decay, the
 first momentum buffer a copy of the decayed gradient), so results match it up to float
@@ -113,13 +113,20 @@ class MaskedSGD(torch.optim.SGD):
                 torch._foreach_add_(grads, bufs, alpha=momentum)
             else:
                 updates = bufs
-        plain = [(p, u) for p, u in zip(params, updates) if p not in self.masks]
-        masked = [(p, u, self.masks[p]) for p, u in zip(params, updates) if p in self.masks]
-        if plain:
-            torch._foreach_add_([p for p, _ in plain], [u for _, u in plain], alpha=-lr)
-        if masked:
-            torch._foreach_addcmul_([p for p, _, _ in masked], [m for _, _, m in masked], [u for _, u, _ in masked],
-                                    value=-lr)
+        plain_p, plain_u, masked_p, masked_m, masked_u = [], [], [], [], []
+        for p, u in zip(params, updates):
+            mask = self.masks.get(p)
+            if mask is None:
+                plain_p.append(p)
+                plain_u.append(u)
+            else:
+                masked_p.append(p)
+                masked_m.append(mask)
+                masked_u.append(u)
+        if plain_p:
+            torch._foreach_add_(plain_p, plain_u, alpha=-lr)
+        if masked_p:
+            torch._foreach_addcmul_(masked_p, masked_m, masked_u, value=-lr)
 
 
 def make_optimizer(params: Iterable[Any], optim: Any,
