@@ -24,6 +24,8 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: the datasets ``load`` knows
+NAMES = ("mnist", "fashion_mnist", "cifar10")
 
 #: per-channel mean and std of the training images, in [0, 1] units
 STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -202,6 +204,11 @@ def _load_cifar10(root: Path, source: str, download: bool, cache_dir: Path) -> t
     )
 
 
+def unknown_dataset(name: str) -> str:
+    """The one-line refusal of a dataset name ``load`` does not know."""
+    return f"unknown dataset '{name}': choose {', '.join(NAMES)}"
+
+
 def locate(name: str, root: str | Path, source: str = "auto") -> str:
     """Which copy ``load`` would read (official | jpeg | debian), or "missing"; cheap, no decoding."""
     root = Path(root).expanduser()
@@ -247,7 +254,7 @@ def load(
     elif name == "cifar10":
         used, train, test = _load_cifar10(root, source, download, Path(cache_dir))
     else:
-        raise DataError(f"unknown dataset '{name}': choose mnist, fashion_mnist or cifar10")
+        raise DataError(unknown_dataset(name))
     val = None
     if val_size:
         if val_size >= len(train):

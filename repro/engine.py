@@ -309,6 +309,8 @@ class Engine:
             self.set_lr(step)
             if method.after_step(self.ctx, step):
                 self._record_density(self.state.total_steps_run + step - self.state.step)
+                # a method may have replaced the optimizer (mask_from rewinding: a fresh one)
+                opt, mask_grads = self.optimizer, self.mask_grads
             losses.append(loss.detach())
             preds.append(out.detach().argmax(1))
             labels.append(y)

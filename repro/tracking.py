@@ -20,12 +20,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from repro.records import (  # noqa: F401 - re-exported for callers of the old names
+    FAILURE_TAG,
+    IDENTITY_TAG,
+    LEGACY_IDENTITY_TAG,
+    PARENT_RUN_TAG,
+    PROFILE_TAG_PREFIX,
+    TRAIN_LOSS,
+    profile_tag,
+)
+
 log = logging.getLogger(__name__)
 
-IDENTITY_TAG = "repro.identity"
-FAILURE_TAG = "repro.failure"
-#: membership tag prefix: ``repro.profile.<name> = "1"`` on every run a profile produced or reused
-PROFILE_TAG_PREFIX = "repro.profile."
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -82,10 +88,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def profile_tag(profile: str) -> str:
-    return PROFILE_TAG_PREFIX + profile
-
-
 class Tracker:
     """One MLflow run per job, found again by its identity tag."""
 
@@ -127,11 +129,24 @@ class Tracker:
                                        order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0] if runs else None
 
+    def adopt(self, run_id: str, identity: str, legacy: str) -> None:
+        """Re-tag a run found under its old identity (and its nested target runs, whose
+        identities extend the parent's) with the new one; the old one stays as a tag."""
+        self.client.set_tag(run_id, IDENTITY_TAG, identity)
+        self.client.set_tag(run_id, LEGACY_IDENTITY_TAG, legacy)
+        children = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}'")
+        for child in children:
+            old = child.data.tags.get(IDENTITY_TAG, "")
+            if old.startswith(legacy + ":"):
+                self.client.set_tag(child.info.run_id, IDENTITY_TAG, identity + old[len(legacy):])
+                self.client.set_tag(child.info.run_id, LEGACY_IDENTITY_TAG, old)
+        log.info("run %s carried the identity of an older version (%s); re-tagged as %s", run_id, legacy, identity)
+
     def start(self, identity: str, name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str:
         if resume_run_id:
             self.run_id = resume_run_id
             self.client.update_run(resume_run_id, status="RUNNING")
-            history = self.client.get_metric_history(resume_run_id, "train_loss")
+            history = self.client.get_metric_history(resume_run_id, TRAIN_LOSS)
             self._logged_steps = {m.step for m in history}
             log.info("resuming MLflow run %s", resume_run_id)
         else:
@@ -188,7 +203,7 @@ class Tracker:
         if existing is not None and existing.info.status == "FINISHED":
             return existing.info.run_id
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={IDENTITY_TAG: identity, "mlflow.parentRunId": self.run_id, **tags})
+                                     tags={IDENTITY_TAG: identity, PARENT_RUN_TAG: self.run_id, **tags})
         parent, self.run_id = self.run_id, run.info.run_id
         try:
             self.log_params(params)
@@ -207,7 +222,7 @@ class Tracker:
         already ran; without this tag that profile's report would miss the run.
         """
         key = profile_tag(profile)
-        children = self.client.search_runs([self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
+        children = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}'")
         for rid in [run_id, *(c.info.run_id for c in children)]:
             self.client.set_tag(rid, key, "1")
 
@@ -235,6 +250,8 @@ class NullTracker:
         return None
 
     def join_profile(self, run_id: str, profile: str) -> None: ...
+
+    def adopt(self, run_id: str, identity: str, legacy: str) -> None: ...
 
     def log_params(self, params: dict[str, str]) -> None: ...
 

@@ -20,13 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from repro import data as data_mod
 from repro import models
+from repro import records as rec
 from repro import runtime as runtime_mod
 from repro.config import ConfigError, register_configs, validate
 from repro.engine import Engine, LoopConfig, initialize, resolve_device
-from repro.identity import normalized, run_identity
+from repro.identity import Resolved, Uses, group_identity, legacy_identity, run_identity
 from repro.pruning import methods
 from repro.pruning.masks import MaskSet, check_integrity
-from repro.tracking import NullTracker, Tracker, flatten, git_info, profile_tag
+from repro.tracking import NullTracker, Tracker, flatten, git_info
 
 log = logging.getLogger("repro.train")
 
@@ -62,7 +63,12 @@ def resolve_runtime(cfg: DictConfig) -> dict[str, Any]:
     method_cls = methods.REGISTRY[cfg.pruner.name]
     device = resolve_device(cfg.trainer.device) if cfg.trainer.device in ("auto", "cpu", "cuda") else torch.device("cpu")
     precision = runtime_mod.resolve_precision(cfg.trainer.precision, device)
+    if cfg.data.name not in data_mod.NAMES:
+        raise data_mod.DataError(data_mod.unknown_dataset(cfg.data.name))
     source = data_mod.locate(cfg.data.name, cfg.data.root, cfg.data.source)
+    if source == "missing" and not cfg.data.download:
+        raise data_mod.DataError(f"no copy of {cfg.data.name} (data.source={cfg.data.source}) under data.root="
+                                 f"{cfg.data.root}: point REPRO_DATA_DIR or data.root at it, or allow data.download=true")
     return {"method_cls": method_cls, "device": device, "precision": precision, "data_source": source}
 
 
@@ -78,7 +84,6 @@ def run_name(cfg: DictConfig, method_cls: type) -> str:
 
 def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, float]:
     """Build data, model, masks and method; run the loop; check invariants; log results."""
-    validate(cfg)
     device: torch.device = runtime["device"]
     # per job, so a reused worker process (joblib) carries nothing over from the last job
     torch.set_num_threads(cfg.trainer.threads or DEFAULT_THREADS)
@@ -89,7 +94,7 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     d = cfg.data
     dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
                             cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)
-    tracker.set_tags({"data_source": dataset.source})
+    tracker.set_tags({rec.DATA_SOURCE_TAG: dataset.source})
 
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.model.name, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
@@ -97,7 +102,7 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     initialize(model, cfg.trainer.init)
     method = runtime["method_cls"](_resolved_pruner(cfg, tracker), cfg.sparsity, cfg.schedule)
     masks = MaskSet(model, exclude_first=cfg.pruner.exclude_first, exclude_last=cfg.pruner.exclude_last)
-    tracker.log_metrics({"num_prunable": masks.num_prunable})
+    tracker.log_metrics({rec.NUM_PRUNABLE: masks.num_prunable})
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     channels_last = {"auto": device.type == "cuda" and has_conv, "true": True, "false": False}[
         str(cfg.trainer.channels_last).lower()]
@@ -113,10 +118,10 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     def log_target(metrics: dict, cycle: int, target: float) -> None:
         """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
         check_integrity(masks, target, method.scope)
-        tags = {k: v for k, v in base_tags.items() if k != "kind"}
+        tags = {k: v for k, v in base_tags.items() if k != rec.KIND_TAG}
         tracker.log_child(f"{runtime['identity']}:{target:g}", f"{run_name(cfg, runtime['method_cls'])}-t{target:g}",
-                          {**tags, "cycle": str(cycle)}, {**flat_params, "sparsity": str(target)}, metrics,
-                          texts={"layer_density.csv": density_csv(masks)})
+                          {**tags, rec.CYCLE_TAG: str(cycle)}, {**flat_params, rec.SPARSITY_PARAM: str(target)}, metrics,
+                          texts={rec.LAYER_DENSITY_ARTIFACT: density_csv(masks)})
 
     base_tags = runtime["tags"]
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
@@ -128,17 +133,17 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     if target is not None:
         check_integrity(masks, target, method.scope if not getattr(method, "layer_rates", None) else "global")
     tracker.log_metrics(final)
-    tracker.log_text(density_csv(masks), "layer_density.csv")
-    tracker.set_tags({"layer_collapse": ",".join(masks.collapsed_layers()) or "none"})
+    tracker.log_text(density_csv(masks), rec.LAYER_DENSITY_ARTIFACT)
+    tracker.set_tags({rec.LAYER_COLLAPSE_TAG: ",".join(masks.collapsed_layers()) or "none"})
     if cfg.trainer.save_model:
-        tracker.log_torch(model.state_dict(), "final_state_dict.pt")
+        tracker.log_torch(model.state_dict(), rec.FINAL_STATE_ARTIFACT)
     log.info("final: %s", ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final
 
 
 def density_csv(masks: MaskSet) -> str:
     """The per-layer density table as CSV (an artifact of every run)."""
-    return "layer,shape,weights,kept,density\n" + "".join(
+    return ",".join(rec.LAYER_DENSITY_COLUMNS) + "\n" + "".join(
         f"{r['layer']},{r['shape']},{r['weights']},{r['kept']},{r['density']:.6f}\n" for r in masks.density_table())
 
 
@@ -158,24 +163,52 @@ def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
 
     dst = Path(tempfile.mkdtemp(prefix="repro-mask-"))
     try:
-        path = tracker.download(source, "final_state_dict.pt", dst)
+        path = tracker.download(source, rec.FINAL_STATE_ARTIFACT, dst)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"pruner.source={source}: neither a file nor a run with final_state_dict.pt ({exc})") from None
     return OmegaConf.merge(cfg.pruner, {"source": str(path)})
 
 
+def identities(cfg: DictConfig, runtime: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(run identity, group identity, identity under the old whole-config rule or None)."""
+    method_cls = runtime["method_cls"]
+    uses = Uses(sparsity=method_cls.uses_sparsity and not _has_targets(cfg), schedule=method_cls.uses_schedule,
+                masks=method_cls.uses_masks)
+    resolved = Resolved(device=runtime["device"].type, precision=runtime["precision"],
+                        data_source=runtime["data_source"])
+    return run_identity(cfg, uses, resolved), group_identity(cfg, uses, resolved), legacy_identity(cfg, uses, resolved)
+
+
+def find_existing(tracker: Any, cfg: DictConfig, identity: str, legacy: str | None) -> Any:
+    """The run of this identity; a run recorded under the old identity rule is adopted
+    (re-tagged, its checkpoint renamed) so that it is skipped or resumed as before."""
+    existing = tracker.find(identity)
+    if existing is not None or legacy is None:
+        return existing
+    old = tracker.find(legacy)
+    if old is None:
+        return None
+    tracker.adopt(old.info.run_id, identity, legacy)
+    ckpt_dir = Path(cfg.trainer.checkpoint_dir)
+    if (ckpt_dir / f"{legacy}.pt").is_file() and not (ckpt_dir / f"{identity}.pt").exists():
+        (ckpt_dir / f"{legacy}.pt").rename(ckpt_dir / f"{identity}.pt")
+    return tracker.find(identity)
+
+
 def run(cfg: DictConfig) -> dict[str, float] | None:
-    """One job: skip if already FINISHED, resume if crashed, else start fresh."""
+    """One job: skip if already FINISHED, resume if crashed, else start fresh.
+
+    Everything a user can get wrong is checked before the tracker opens a store or a run.
+    """
     try:
         runtime = resolve_runtime(cfg)
+        validate(cfg)
     except USER_ERRORS as exc:
         return _fail(None, exc)
-    norm = normalized(cfg, uses_sparsity=runtime["method_cls"].uses_sparsity and not _has_targets(cfg),
-                      uses_schedule=runtime["method_cls"].uses_schedule, uses_masks=runtime["method_cls"].uses_masks,
-                      device=runtime["device"].type, precision=runtime["precision"], data_source=runtime["data_source"])
-    identity = runtime["identity"] = run_identity(norm)
+    identity, group, legacy = identities(cfg, runtime)
+    runtime["identity"] = identity
     tracker: Any = Tracker(cfg.tracking.uri, cfg.tracking.experiment) if cfg.tracking.enabled else NullTracker()
-    existing = tracker.find(identity)
+    existing = find_existing(tracker, cfg, identity, legacy)
     if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
         log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
         tracker.join_profile(existing.info.run_id, cfg.profile)
@@ -187,23 +220,24 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         checkpoint.unlink()
     tags = {
         **git_info(),
-        "torch_version": torch.__version__,
-        "device": runtime["device"].type,
-        "data_source": runtime["data_source"],
-        "method": cfg.pruner.name,
-        "model": cfg.model.name,
-        "dataset": cfg.data.name,
-        "profile": cfg.profile,
-        profile_tag(cfg.profile): "1",
-        "hydra_overrides": _hydra_overrides(),
+        rec.TORCH_VERSION_TAG: torch.__version__,
+        rec.DEVICE_TAG: runtime["device"].type,
+        rec.DATA_SOURCE_TAG: runtime["data_source"],
+        rec.METHOD_TAG: cfg.pruner.name,
+        rec.MODEL_TAG: cfg.model.name,
+        rec.DATASET_TAG: cfg.data.name,
+        rec.PROFILE_TAG: cfg.profile,
+        rec.profile_tag(cfg.profile): "1",
+        rec.HYDRA_OVERRIDES_TAG: _hydra_overrides(),
+        rec.GROUP_TAG: group,
     }
     if _has_targets(cfg):
-        tags["kind"] = "chain"  # the report reads the nested per-target runs, not the chain
+        tags[rec.KIND_TAG] = rec.KIND_CHAIN  # the report reads the nested per-target runs, not the chain
     runtime["tags"] = tags
     tracker.start(identity, run_name(cfg, runtime["method_cls"]), tags, resume_run_id=resume)
     try:
         tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
-        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), rec.CONFIG_ARTIFACT)
         final = train(cfg, runtime, tracker)
     except KeyboardInterrupt:
         tracker.end("KILLED", "interrupted")

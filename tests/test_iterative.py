@@ -198,3 +198,34 @@ def test_mask_from_random_init_draws_fresh_weights_under_every_init_scheme(tmp_p
         kept = mask != 0
         assert not torch.equal(after[f"{name}.weight"][kept], before[f"{name}.weight"][kept]), name
         assert bool((after[f"{name}.weight"][~kept] == 0).all()), name
+
+
+def test_mask_from_rewind_starts_the_sparse_run_with_a_fresh_optimizer(tmp_path):
+    """LTH rewinding to step k restarts the optimizer; mask_from with rewind_step=k must too,
+    and the loop must step that new optimizer, not the dense one it started with."""
+    donor = engine_for(lth(targets=[0.5]), epochs=1)
+    donor.run()
+    path = tmp_path / "final_state_dict.pt"
+    torch.save(donor.model.state_dict(), path)
+    seen = {}
+
+    class Spy(MaskTransfer):
+        def after_step(self, ctx, step):
+            changed = super().after_step(ctx, step)
+            if step == 2:
+                seen["dense"] = seen.get("first")
+                seen["at_k"] = (ctx.optimizer, sum(len(s) for s in ctx.optimizer.state.values()))
+            if step == 1:
+                seen["first"] = ctx.optimizer
+            if step == 3:
+                seen["after"] = ctx.optimizer
+            return changed
+
+    cfg = OmegaConf.create({"name": "mask_from", "scope": "global", "source": str(path), "init": "original",
+                            "rewind_step": 2, "shuffle": False})
+    eng = engine_for(Spy(cfg, 0.0, None), epochs=1, seed=3)
+    eng.run()
+    fresh, state_entries = seen["at_k"]
+    assert fresh is not seen["dense"]
+    assert state_entries == 0  # no momentum from the two dense steps
+    assert seen["after"] is fresh and sum(len(s) for s in fresh.state.values()) > 0  # the loop stepped it

@@ -15,7 +15,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from repro.config import register_configs, validate
-from repro.identity import normalized, run_identity
+from repro.identity import Resolved, Uses, run_identity
 from repro.pruning import methods
 from tests.conftest import SHARED_DATA, needs_cifar, runs_of
 
@@ -55,8 +55,8 @@ def identity(cfg) -> str:
     """The run identity repro.train.run computes (device, precision and data source fixed)."""
     cls = methods.REGISTRY[cfg.pruner.name]
     has_targets = bool(getattr(cfg.pruner, "targets", None))
-    return run_identity(normalized(cfg, uses_sparsity=cls.uses_sparsity and not has_targets, uses_schedule=cls.uses_schedule,
-                                   uses_masks=cls.uses_masks, device="cpu", precision="fp32", data_source="official"))
+    return run_identity(cfg, Uses(sparsity=cls.uses_sparsity and not has_targets, schedule=cls.uses_schedule,
+                                  masks=cls.uses_masks), Resolved(device="cpu", precision="fp32", data_source="official"))
 
 
 def distinct_runs(cfgs) -> dict[str, object]:

@@ -11,9 +11,7 @@ import time
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
-from repro.identity import normalized, run_identity
 from tests.conftest import ROOT, SHARED_DATA, needs_mnist, repro_train, runs_of
 
 SMALL = ("model=lenet300", "data=mnist", "trainer.batch_size=100", "data.download=false", "data.test_subset=2000")
@@ -89,15 +87,16 @@ def test_a_config_skipped_by_a_profile_joins_it(train_cli):
 
 
 @needs_mnist
-@pytest.mark.parametrize("bad", ["sparsity=0.5,1.5,0.9", "sparsity=0.9 optim.lr=0.1,1e12,0.05"])
-def test_one_failing_job_does_not_stop_the_sweep(train_cli, bad):
-    proc = train_cli("-m", *SMALL, "data.train_subset=500", "trainer.epochs=1", "pruner=pmp", *bad.split(), check=False)
+def test_one_failing_job_does_not_stop_the_sweep(train_cli):
+    """A job that fails while training (the loss diverges) ends FAILED with its reason; the others finish."""
+    proc = train_cli("-m", *SMALL, "data.train_subset=500", "trainer.epochs=1", "pruner=pmp", "sparsity=0.9",
+                     "optim.lr=0.1,1e12,0.05", check=False)
     assert proc.returncode != 0
     runs = runs_of(train_cli.uri)
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED"]
     (failed,) = [r for r in runs if r.info.status == "FAILED"]
     reason = failed.data.tags["repro.failure"]
-    assert "impossible" in reason or "loss became nan" in reason or "loss became inf" in reason
+    assert "loss became nan" in reason or "loss became inf" in reason
 
 
 @needs_mnist
@@ -127,44 +126,6 @@ def test_logged_final_accuracy_is_recomputed_from_the_checkpoint(train_cli):
     ds = data.load("mnist", SHARED_DATA, download=False, test_subset=2000)
     _, acc = evaluate(model, ds.test, data.Normalizer("mnist", torch.device("cpu")), 1000)
     assert acc == run.data.metrics["final_test_acc"]
-
-
-def _cfg(**over):
-    base = {"model": {"name": "lenet300", "width": 1.0}, "data": {"name": "mnist", "root": "/a", "source": "auto"},
-            "pruner": {"name": "dense", "scope": "global"}, "schedule": {"name": "linear", "end": 0.5},
-            "optim": {"lr": 0.1}, "trainer": {"epochs": 2, "device": "auto", "precision": "auto", "progress": "bar",
-                                              "checkpoint_dir": "x"},
-            "tracking": {"uri": "sqlite:///a.db"}, "seed": 0, "sparsity": 0.0, "rerun": False}
-    for k, v in over.items():
-        node = base
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
-    return OmegaConf.create(base)
-
-
-def _id(cfg, dense=True, device="cpu", source="official"):
-    return run_identity(normalized(cfg, uses_sparsity=not dense, uses_schedule=not dense, uses_masks=not dense,
-                                   device=device, precision="fp32", data_source=source))
-
-
-def test_identity_ignores_cosmetics_and_what_the_method_ignores():
-    a = _cfg()
-    assert _id(a) == _id(_cfg(**{"tracking.uri": "http://x", "trainer.progress": "log", "data.root": "/b",
-                                 "trainer.checkpoint_dir": "y", "rerun": True}))
-    assert _id(a) == _id(_cfg(**{"trainer.reuse_memory": False}))  # an allocator setting, not a result
-    assert _id(a) == _id(_cfg(sparsity=0.9, **{"schedule.end": 0.9}))  # dense ignores both
-    pmp = _cfg(**{"pruner.name": "pmp"})
-    assert _id(pmp, dense=False) != _id(_cfg(sparsity=0.9, **{"pruner.name": "pmp"}), dense=False)
-
-
-def test_identity_keeps_what_changes_results():
-    a = _cfg()
-    assert _id(a) != _id(_cfg(seed=1))
-    assert _id(a) != _id(_cfg(**{"trainer.epochs": 3}))
-    assert _id(a) != _id(a, device="cuda")
-    assert _id(a) != _id(a, source="jpeg")
 
 
 def test_null_tracker_has_the_trackers_interface_and_nothing_else():

@@ -242,6 +242,10 @@ class MaskTransfer(Method):
 
     def after_step(self, ctx: Context, step: int) -> bool:
         if step == self.rewind_step and self.loaded is not None:
+            # as LTH rewinding to step k: the sparse run starts there with a fresh optimizer
+            # (no momentum carried over from the dense steps), the LR schedule at step k
+            if ctx.reset_optimizer is not None:
+                ctx.reset_optimizer(step)
             ctx.masks.load(self.loaded)
             ctx.masks.clean_optimizer_state(ctx.optimizer)
             return True

@@ -1,0 +1,105 @@
+"""The names of every MLflow tag, param, metric and artifact the suite writes and reads.
+
+The training side (``train.py``, ``tracking.py``, ``engine.py``) writes records under
+these names and the report reads them under the same names, so renaming a record is a
+change in one place. A name that only one side knows is a bug waiting to happen: both
+sides import from here and spell no record name as a string literal of their own.
+"""
+
+from __future__ import annotations
+
+# ----------------------------------------------------------------------------- tags
+#: the run identity: hash of the non-default, result-relevant config (see repro.identity)
+IDENTITY_TAG = "repro.identity"
+#: the identity the suite computed before identities were taken from non-default values;
+#: written on runs found by the fallback lookup so they are found by either
+LEGACY_IDENTITY_TAG = "repro.identity_v1"
+#: the run identity without the seed: runs that differ only in seed share it (the report's group)
+GROUP_TAG = "repro.group"
+#: why a run ended FAILED (first line of the error)
+FAILURE_TAG = "repro.failure"
+#: membership of a profile that reused a FINISHED run: ``repro.profile.<name>`` = "1"
+PROFILE_TAG_PREFIX = "repro.profile."
+#: what kind of run this is (absent: a training run); see KIND_* values
+KIND_TAG = "kind"
+KIND_REPORT = "report"
+#: an LTH chain: its targets are nested runs, the chain itself is not a result
+KIND_CHAIN = "chain"
+PROFILE_TAG = "profile"
+METHOD_TAG = "method"
+MODEL_TAG = "model"
+DATASET_TAG = "dataset"
+DATA_SOURCE_TAG = "data_source"
+DEVICE_TAG = "device"
+TORCH_VERSION_TAG = "torch_version"
+GIT_COMMIT_TAG = "git_commit"
+GIT_DIRTY_TAG = "git_dirty"
+HYDRA_OVERRIDES_TAG = "hydra_overrides"
+LAYER_COLLAPSE_TAG = "layer_collapse"
+#: the LTH round (cycle) a nested target run was logged at
+CYCLE_TAG = "cycle"
+#: MLflow's own: the parent of a nested run, the run's display name
+PARENT_RUN_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+
+# ----------------------------------------------------------------------------- params
+# Params are the flattened resolved config (``a.b.c``); the report reads these.
+SEED_PARAM = "seed"
+SPARSITY_PARAM = "sparsity"
+EPOCHS_PARAM = "trainer.epochs"
+WIDTH_PARAM = "model.width"
+MODEL_PARAM = "model.name"
+DATASET_PARAM = "data.name"
+METHOD_PARAM = "pruner.name"
+TRAIN_SUBSET_PARAM = "data.train_subset"
+TEST_SUBSET_PARAM = "data.test_subset"
+
+# ----------------------------------------------------------------------------- metrics
+# per epoch
+TRAIN_LOSS = "train_loss"
+TRAIN_ACC = "train_acc"
+TEST_LOSS = "test_loss"
+TEST_ACC = "test_acc"
+VAL_LOSS = "val_loss"
+VAL_ACC = "val_acc"
+SPARSITY = "sparsity"
+SPARSITY_ALL = "sparsity_all"
+EPOCH_TIME = "epoch_time"
+SAMPLES_PER_S = "samples_per_s"
+LR = "lr"
+MASK_FINAL = "mask_final"
+EPOCH = "epoch"
+CYCLE = "cycle"
+# once per run (accuracies are fractions in [0, 1]; the report shows percent)
+FINAL_TEST_ACC = "final_test_acc"
+FINAL_TEST_LOSS = "final_test_loss"
+BEST_TEST_ACC = "best_test_acc"
+BEST_EPOCH = "best_epoch"
+FINAL_SPARSITY = "final_sparsity"
+FINAL_SPARSITY_ALL = "final_sparsity_all"
+NUM_PRUNABLE = "num_prunable"
+NUM_PARAMS = "num_params"
+NUM_ZEROS = "num_zeros"
+LAYER_COLLAPSE = "layer_collapse"
+TOTAL_STEPS = "total_steps"
+#: every cost metric starts with this prefix (cost_iterations, cost_train_flops, ...)
+COST_PREFIX = "cost_"
+COST_ITERATIONS = "cost_iterations"
+COST_EPOCHS = "cost_epochs"
+COST_CYCLES = "cost_cycles"
+COST_TRAIN_FLOPS = "cost_train_flops"
+COST_INFERENCE_FLOPS = "cost_inference_flops"
+COST_DENSE_CYCLE_FLOPS = "cost_dense_cycle_flops"
+
+# ----------------------------------------------------------------------------- artifacts
+CONFIG_ARTIFACT = "config.yaml"
+LAYER_DENSITY_ARTIFACT = "layer_density.csv"
+FINAL_STATE_ARTIFACT = "final_state_dict.pt"
+
+#: the columns of the layer-density artifact, in order
+LAYER_DENSITY_COLUMNS = ("layer", "shape", "weights", "kept", "density")
+
+
+def profile_tag(profile: str) -> str:
+    """The membership tag of a profile (see PROFILE_TAG_PREFIX)."""
+    return PROFILE_TAG_PREFIX + profile
