@@ -150,8 +150,8 @@ def _add_run(client, exp_id, *, method, sparsity=0.0, seed=0, final=None, best=N
     return rid
 
 
-@pytest.fixture
-def store(mlflow_uri, tmp_path):
+def make_store(mlflow_uri: str, tmp_path) -> dict:
+    """The synthetic store the end-to-end tests read (also the input of the golden-file test)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_uri)
@@ -175,6 +175,11 @@ def store(mlflow_uri, tmp_path):
     refs = tmp_path / "refs.csv"
     refs.write_text(REFS)
     return {"uri": mlflow_uri, "client": client, "exp": exp, "ids": ids, "refs": refs, "out": tmp_path / "out"}
+
+
+@pytest.fixture
+def store(mlflow_uri, tmp_path):
+    return make_store(mlflow_uri, tmp_path)
 
 
 def _report(store, *extra):

@@ -1,0 +1,91 @@
+"""``repro-report``: MLflow runs -> a table and plots beside the paper's and the literature's numbers.
+
+    repro-report --profile quick                 # results/quick/: table.md, table.csv, claims.csv, *.png
+    repro-report --profile paper --tolerance 0.5 --no-log
+
+Reads only MLflow (the runs of one experiment whose ``profile`` tag matches, or that a later
+sweep of the profile reused: tag ``repro.profile.<name>``) and ``conf/references.csv``. Runs
+are grouped by model, dataset, data source, method, target sparsity (param ``sparsity``; 0
+for dense), epochs and width, and by their group tag (``repro.group``: runs that differ in
+anything but the seed are never merged); seeds are aggregated (mean, sample std, n,
+Student-t interval). Failed or unfinished runs are left out of the numbers and listed under
+the table. The same files are logged to MLflow as a run tagged ``kind=report`` (which later
+reports skip). The verdict rule is stated in :mod:`repro.report.stats` and in table.md.
+
+One job per module, in the order the data flows:
+
+- :mod:`~repro.report.reading`: MLflow -> one tidy row per run; complete, left-out, duplicate
+- :mod:`~repro.report.stats`: t-intervals, paired/Welch differences, verdicts
+- :mod:`~repro.report.aggregate`: groups of runs -> statistics, notes, delta and cost vs dense
+- :mod:`~repro.report.claims`: references beside the groups, with verdicts and like-for-like notes
+- :mod:`~repro.report.plots`: the plot registry and the plots
+- :mod:`~repro.report.render`: table.md, table.csv, claims.csv, provenance
+- :mod:`~repro.report.logging_run`: the report as an MLflow run
+- :mod:`~repro.report.cli`: the command line, ``make_report`` and ``main``
+
+This package re-exports the names callers imported from the single module it replaces.
+"""
+
+from __future__ import annotations
+
+from repro import records
+from repro.report.aggregate import NUM_CLASSES, add_dense_deltas, cost_columns, summarize
+from repro.report.claims import (
+    BEST_METRICS,
+    DEFAULT_REFERENCES,
+    REF_COLUMNS,
+    SPARSITY_MATCH,
+    compare,
+    like_for_like,
+    load_references,
+    references_for,
+)
+from repro.report.cli import Report, build_parser, main, make_report
+from repro.report.logging_run import log_report_run
+from repro.report.plots import (
+    PLOT_PREFIXES,
+    PLOTS,
+    pick_curve_run,
+    plot_accuracy,
+    plot_curve,
+    plot_layer_density,
+    plot_prefixes,
+    register_plot,
+)
+from repro.report.reading import BASE_KEYS, GROUP_BY, GROUP_COLUMN, GROUP_KEYS, fetch_runs, split_runs, tidy
+from repro.report.render import (
+    claims_markdown,
+    groups_markdown,
+    left_out_markdown,
+    markdown_table,
+    provenance,
+    write_csvs,
+    write_markdown,
+)
+from repro.report.stats import (
+    INCONCLUSIVE,
+    NAN,
+    NO_RUNS,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Stats,
+    combine,
+    difference,
+    t_interval,
+    t_quantile,
+    verdict,
+    welch_interval,
+)
+
+#: the tag that marks report runs (kept for callers of the old module; see repro.records.KIND_TAG)
+REPORT_TAG = records.KIND_TAG
+
+__all__ = [
+    "BASE_KEYS", "BEST_METRICS", "DEFAULT_REFERENCES", "GROUP_BY", "GROUP_COLUMN", "GROUP_KEYS", "INCONCLUSIVE", "NAN",
+    "NOT_REPRODUCED", "NO_RUNS", "NUM_CLASSES", "PLOTS", "PLOT_PREFIXES", "REF_COLUMNS", "REPORT_TAG", "REPRODUCED",
+    "SPARSITY_MATCH", "Report", "Stats", "add_dense_deltas", "build_parser", "claims_markdown", "combine", "compare",
+    "cost_columns", "difference", "fetch_runs", "groups_markdown", "left_out_markdown", "like_for_like",
+    "load_references", "log_report_run", "main", "make_report", "markdown_table", "pick_curve_run", "plot_accuracy",
+    "plot_curve", "plot_layer_density", "plot_prefixes", "provenance", "references_for", "register_plot", "split_runs",
+    "summarize", "t_interval", "t_quantile", "tidy", "verdict", "welch_interval", "write_csvs", "write_markdown",
+]

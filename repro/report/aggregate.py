@@ -1,0 +1,167 @@
+"""Aggregation: tidy runs -> one row per group, with its delta and cost ratio to dense.
+
+Everything the table says about a group is computed here, once, so that the markdown, the
+CSV, the claims and the plots all read the same numbers. Notes collect whatever keeps a
+row from being taken at face value (one seed, mixed commits, JPEG data, runs at chance...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from repro import records
+from repro.report.reading import BASE_KEYS, GROUP_BY, GROUP_COLUMN, GROUP_KEYS
+from repro.report.stats import NAN, difference, t_interval
+
+#: classes per dataset, for the chance level
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+#: how many characters of a group tag the table shows (enough to tell groups apart by eye)
+GROUP_SHORT = 8
+
+
+def cost_columns(df: pd.DataFrame) -> list[str]:
+    """The cost metrics the runs logged (cost_*), in a stable order."""
+    return sorted(c for c in df.columns if c.startswith(records.COST_PREFIX))
+
+
+def _with_group(df: pd.DataFrame) -> pd.DataFrame:
+    """Frames built without the group column (older callers, tests) have an empty group tag."""
+    return df if GROUP_COLUMN in df.columns else df.assign(**{GROUP_COLUMN: ""})
+
+
+def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str], dense_methods: Sequence[str],
+           duplicates: pd.DataFrame | None) -> list[str]:
+    """Why this group's numbers may not be what they seem."""
+    notes = []
+    if final_n < 2:
+        notes.append("single seed: no interval")
+    if len(commits) > 1:
+        notes.append(f"runs from {len(commits)} commits")
+    if (g["dirty"] == "true").any():
+        notes.append("uncommitted changes in some runs")
+    if row["dataset"] == "cifar10" and row["data_source"] == "jpeg":
+        notes.append("CIFAR-10 read from the JPEG copy, not the official batches")
+    if row["method"] not in dense_methods and np.isfinite(row["sparsity_mean"]):
+        if abs(row["sparsity_mean"] - 100.0 * row["target"]) > 0.1:
+            notes.append(f"measured sparsity {row['sparsity_mean']:.2f}% vs target {100 * row['target']:.2f}%")
+    for split in ("train", "test"):
+        sizes = sorted({int(v) for v in g.get(f"{split}_subset", pd.Series(dtype=float)).dropna() if v > 0})
+        if sizes:
+            notes.append(f"{split} subset of {', '.join(map(str, sizes))} images")
+    collapsed = int((g["layer_collapse"] > 0).sum())
+    if collapsed:
+        notes.append(f"layer collapse in {collapsed}/{len(g)} runs")
+    chance = 100.0 / NUM_CLASSES.get(row["dataset"], 10)
+    untrained = int((g["final_acc"] <= chance + 1.0).sum())
+    if untrained:
+        # e.g. GraSP at 50% on LeNet-300-100 at lr 0.1 without warm-up: large initial logits, dead ReLUs
+        notes.append(f"at chance (final acc <= {chance + 1.0:g}%) in {untrained}/{len(g)} runs: the network did not train")
+    if duplicates is not None and not duplicates.empty:
+        same = _with_group(duplicates)
+        for k in GROUP_BY:
+            same = same[same[k] == row[k]]
+        if len(same):
+            notes.append(f"{len(same)} older duplicate run(s) ignored")
+    return notes
+
+
+def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Sequence[str] = ("dense",),
+              duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per group: accuracy statistics, measured sparsity, delta to dense, cost, provenance, notes."""
+    if runs.empty:
+        return pd.DataFrame(columns=GROUP_BY)
+    runs = _with_group(runs)
+    costs = cost_columns(runs)
+    rows = []
+    for key, g in runs.groupby(GROUP_BY, sort=True, dropna=False):
+        row: dict[str, Any] = dict(zip(GROUP_BY, key))
+        final = t_interval(g["final_acc"], confidence)
+        best = t_interval(g["best_acc"], confidence)
+        seeds = sorted(g["seed"], key=lambda s: (isinstance(s, str), s))
+        commits = sorted(set(g["commit"]))
+        row.update({
+            "n": final.n, "seeds": " ".join(str(s) for s in seeds),
+            "final_mean": final.mean, "final_std": final.std, "final_lo": final.lo, "final_hi": final.hi,
+            "best_n": best.n, "best_mean": best.mean, "best_std": best.std, "best_lo": best.lo, "best_hi": best.hi,
+            "sparsity_mean": g["final_sparsity"].mean() * 100.0, "sparsity_all_mean": g["final_sparsity_all"].mean() * 100.0,
+            "commits": " ".join(c[:10] for c in commits), "run_ids": " ".join(g["run_id"]),
+            "_final_by_seed": dict(zip(g["seed"], g["final_acc"])),
+        })
+        for c in costs:
+            row[c] = g[c].mean()
+        row["notes"] = _notes(row, g, final.n, commits, dense_methods, duplicates)
+        rows.append(row)
+    groups = pd.DataFrame(rows)
+    _note_lookalikes(groups)
+    # methods side by side: same setting and target next to each other, dense first
+    groups["_order"] = ~groups["method"].isin(list(dense_methods))
+    groups = groups.sort_values([*BASE_KEYS, "target", "_order", "method"], kind="stable").reset_index(drop=True)
+    return add_dense_deltas(groups.drop(columns="_order"), confidence, dense_methods, costs)
+
+
+def lookalikes(groups: pd.DataFrame) -> pd.Series:
+    """True for groups that share every visible key with another group (only their group tags differ)."""
+    if groups.empty:
+        return pd.Series(dtype=bool)
+    return groups.duplicated(subset=GROUP_KEYS, keep=False)
+
+
+def _note_lookalikes(groups: pd.DataFrame) -> None:
+    """Say why two rows with the same columns are not merged: their runs differ in unshown settings."""
+    for i in groups.index[lookalikes(groups)]:
+        tag = groups.at[i, GROUP_COLUMN][:GROUP_SHORT] or "(none)"
+        groups.at[i, "notes"] = [*groups.at[i, "notes"], f"run group {tag}: another row has the same columns, "
+                                 "its runs differ in settings the table does not show"]
+
+
+def _dense_for(groups: pd.DataFrame, row: pd.Series, dense_methods: Sequence[str]) -> tuple[pd.Series | None, str]:
+    """The dense group a pruned group is compared with, and a note when it is not like for like."""
+    dense = groups[groups["method"].isin(list(dense_methods))]
+    exact = dense
+    for k in BASE_KEYS:
+        exact = exact[exact[k] == row[k]]
+    if len(exact) > 1:
+        short = [str(t)[:GROUP_SHORT] or "(none)" for t in exact.get(GROUP_COLUMN, [""] * len(exact))]
+        return exact.iloc[0], f"{len(exact)} dense groups match (run groups {', '.join(short)}): compared with {short[0]}"
+    if len(exact):
+        return exact.iloc[0], ""
+    loose = dense[(dense["model"] == row["model"]) & (dense["dataset"] == row["dataset"])
+                  & (dense["data_source"] == row["data_source"])]
+    if len(loose):
+        d = loose.iloc[0]
+        return d, f"dense baseline trained {d['epochs']:g} epochs at width {d['width']:g}"
+    return None, ""
+
+
+def add_dense_deltas(groups: pd.DataFrame, confidence: float, dense_methods: Sequence[str],
+                     costs: Sequence[str]) -> pd.DataFrame:
+    """Delta to the matching dense group (paired by seed where possible) and cost ratios to it."""
+    cols: dict[str, list] = {k: [] for k in ("delta_mean", "delta_lo", "delta_hi", "delta_n", "delta_kind")}
+    ratios: dict[str, list] = {f"{c}_ratio": [] for c in costs}
+    for i, row in groups.iterrows():
+        base, note = (None, "") if row["method"] in dense_methods else _dense_for(groups, row, dense_methods)
+        if base is None:
+            for k in cols:
+                cols[k].append(NAN if k != "delta_kind" else "")
+            for c in costs:
+                # a dense row is one dense training cycle by definition
+                ratios[f"{c}_ratio"].append(1.0 if row["method"] in dense_methods and np.isfinite(row[c]) else NAN)
+            continue
+        d = difference(row["_final_by_seed"], base["_final_by_seed"], confidence)
+        cols["delta_mean"].append(d.mean)
+        cols["delta_lo"].append(d.lo)
+        cols["delta_hi"].append(d.hi)
+        cols["delta_n"].append(d.n)
+        cols["delta_kind"].append(d.kind)
+        for c in costs:
+            den = base[c]
+            ratios[f"{c}_ratio"].append(row[c] / den if np.isfinite(den) and den else NAN)
+        if note:
+            groups.at[i, "notes"] = [*row["notes"], note]
+    for k, v in {**cols, **ratios}.items():
+        groups[k] = v
+    return groups

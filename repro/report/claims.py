@@ -1,0 +1,175 @@
+"""Claims: the paper's and the literature's numbers (conf/references.csv) beside our groups.
+
+A reference is matched to groups by model, dataset, method and sparsity, then judged by
+the verdict rule of :mod:`repro.report.stats`. Whatever keeps a reference and a group from
+comparing like for like (epochs, architecture, metric, denominator, data) becomes a note
+next to the verdict instead of being hidden in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from repro.report.aggregate import GROUP_SHORT, lookalikes
+from repro.report.reading import GROUP_COLUMN
+from repro.report.stats import NAN, NO_RUNS, Stats, combine, verdict
+from repro.tracking import PROJECT_ROOT
+
+DEFAULT_REFERENCES = PROJECT_ROOT / "conf" / "references.csv"
+#: a reference sparsity matches a run's target within this many (fractional) points
+SPARSITY_MATCH = 0.005
+#: reference metrics that mean "best epoch": compared with our best-epoch accuracy
+BEST_METRICS = ("best_epoch", "best_checkpoint")
+REF_COLUMNS = ["id", "kind", "source", "citation", "method", "model", "our_model", "same_arch", "dataset", "sparsity",
+               "sparsity_max", "sparsity_denominator", "accuracy", "metric", "epochs", "direction", "tolerance_pp",
+               "verified", "verification_note", "like_for_like_note"]
+
+
+def load_references(path: Path | None) -> pd.DataFrame:
+    """The references CSV with every column present and typed (empty when there is no file)."""
+    if path is None or not Path(path).is_file():
+        return pd.DataFrame(columns=REF_COLUMNS)
+    refs = pd.read_csv(path, dtype={"id": str})
+    for c in REF_COLUMNS:
+        if c not in refs.columns:
+            refs[c] = NAN
+    for c in ("sparsity", "sparsity_max", "accuracy", "epochs", "tolerance_pp"):
+        refs[c] = pd.to_numeric(refs[c], errors="coerce")
+    for c in ("kind", "method", "our_model", "dataset", "metric", "direction", "sparsity_denominator", "same_arch"):
+        refs[c] = refs[c].fillna("").astype(str).str.strip()
+    refs["kind"] = refs["kind"].replace("", "literature")
+    refs["direction"] = refs["direction"].replace("", "two_sided")
+    return refs
+
+
+def _matches(ref: pd.Series, groups: pd.DataFrame) -> pd.DataFrame:
+    """The groups a reference speaks about: same model, dataset and method, sparsity in its range."""
+    if groups.empty:
+        return groups
+    g = groups[(groups["model"] == ref["our_model"]) & (groups["dataset"] == ref["dataset"])
+               & (groups["method"] == ref["method"])]
+    lo, hi = ref["sparsity"], ref["sparsity_max"]
+    if np.isfinite(lo):
+        hi = hi if np.isfinite(hi) else lo
+        g = g[(g["target"] >= lo - SPARSITY_MATCH) & (g["target"] <= hi + SPARSITY_MATCH)]
+    return g
+
+
+def like_for_like(ref: pd.Series, group: pd.Series, used: str) -> list[str]:
+    """Why a reference number and our group may not compare like for like."""
+    notes = []
+    arch = ref["same_arch"]
+    if arch and not arch.lower().startswith("yes"):
+        notes.append(f"architecture: {arch}")
+    if np.isfinite(ref["epochs"]):
+        if group["epochs"] != ref["epochs"]:
+            notes.append(f"epochs: reference {ref['epochs']:g}, ours {group['epochs']:g}")
+    else:
+        notes.append(f"reference epochs undisclosed (ours {group['epochs']:g})")
+    if ref["metric"] in BEST_METRICS:
+        notes.append("both best epoch" if used == "best" else "reference best epoch vs our final epoch")
+    elif ref["metric"] != "final":
+        notes.append("reference final/best unknown; ours final epoch")
+    den = ref["sparsity_denominator"]
+    if den == "all":
+        notes.append(f"reference sparsity over all parameters; ours {group['sparsity_all_mean']:.2f}% over all")
+    elif den not in ("prunable", ""):
+        notes.append(f"reference sparsity denominator {den}; ours over prunable weights "
+                     f"({group['sparsity_all_mean']:.2f}% over all)")
+    if group["dataset"] == "cifar10" and group["data_source"] == "jpeg":
+        notes.append("our CIFAR-10 is the JPEG copy, not the official batches")
+    if group["width"] != 1.0:
+        notes.append(f"our width multiplier {group['width']:g} (paper: 1)")
+    if ref["kind"] != "claim_delta_vs_dense" and np.isfinite(ref["sparsity"]):
+        if abs(group["target"] - ref["sparsity"]) > 1e-9:
+            notes.append(f"target {100 * group['target']:.2f}% vs reference {100 * ref['sparsity']:.2f}%")
+    elif not np.isfinite(ref["sparsity"]):
+        notes.append("reference sparsity unknown: matched at every target")
+    notes += [n for n in group["notes"] if "subset" in n]
+    extra = ref.get("like_for_like_note")
+    if isinstance(extra, str) and extra:
+        notes.append(extra)
+    return notes
+
+
+def _ours(ref: pd.Series, g: pd.Series) -> tuple[str, Stats, list[str]]:
+    """(metric used, our statistics, notes on them) for one reference and one matching group."""
+    if ref["kind"] == "claim_delta_vs_dense":
+        s = Stats(int(g["delta_n"]) if np.isfinite(g["delta_n"]) else 0, g["delta_mean"], NAN,
+                  g["delta_lo"], g["delta_hi"], g["delta_kind"] or "none")
+        extra = [] if g["delta_kind"] else ["no dense run to compare with"]
+        if g["delta_kind"] == "unpaired":
+            extra.append("no shared seeds with dense: unpaired (Welch) interval")
+        return "final", s, extra
+    use_best = ref["metric"] in BEST_METRICS and g["best_n"] > 0
+    used = "best" if use_best else "final"
+    s = Stats(int(g[f"{used}_n"] if used == "best" else g["n"]), g[f"{used}_mean"], g[f"{used}_std"],
+              g[f"{used}_lo"], g[f"{used}_hi"])
+    return used, s, []
+
+
+def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5) -> pd.DataFrame:
+    """One row per (reference, matching group), plus an overall row per range claim; verdicts included."""
+    rows = []
+    twins = lookalikes(groups)
+    for _, ref in refs.iterrows():
+        tol = ref["tolerance_pp"] if np.isfinite(ref["tolerance_pp"]) else tolerance
+        base = {"id": ref["id"], "kind": ref["kind"], "source": ref["source"], "method": ref["method"],
+                "model": ref["our_model"], "dataset": ref["dataset"], "ref_sparsity": ref["sparsity"],
+                "ref_sparsity_max": ref["sparsity_max"], "reference": ref["accuracy"], "ref_metric": ref["metric"],
+                "direction": ref["direction"], "tolerance_pp": tol, "verified": ref["verified"],
+                "verification_note": ref["verification_note"], "citation": ref["citation"]}
+        matched = _matches(ref, groups)
+        if matched.empty:
+            rows.append({**base, "verdict": NO_RUNS, "notes": ["no finished runs match this reference"]})
+            continue
+        verdicts = []
+        for idx, g in matched.iterrows():
+            row = {**base, "data_source": g["data_source"], "target": g["target"], "epochs": g["epochs"],
+                   "width": g["width"], GROUP_COLUMN: g.get(GROUP_COLUMN, "")}
+            used, s, extra = _ours(ref, g)
+            v = verdict(s.lo, s.hi, ref["accuracy"], tol, ref["direction"])
+            if s.n < 2:
+                extra.append("fewer than two seeds: no interval")
+            if twins.get(idx, False):
+                extra.append(f"run group {row[GROUP_COLUMN][:GROUP_SHORT] or '(none)'} of several with the same "
+                             "columns: their runs differ in settings the table does not show")
+            verdicts.append(v)
+            row.update({"metric_used": used, "n": s.n, "ours": s.mean, "ours_lo": s.lo, "ours_hi": s.hi,
+                        "pairing": s.kind, "delta_pp": s.mean - ref["accuracy"], "verdict": v,
+                        "notes": extra + like_for_like(ref, g, used)})
+            rows.append(row)
+        if ref["kind"] == "claim_delta_vs_dense":
+            rows.append({**base, "target": NAN, "n": len(verdicts), "verdict": combine(verdicts),
+                         "notes": [f"overall over {len(verdicts)} target(s) in range: all must be reproduced"],
+                         "metric_used": "final", "scope": "overall"})
+    out = pd.DataFrame(rows)
+    if "scope" not in out.columns:
+        out["scope"] = ""
+    out["scope"] = out["scope"].fillna("")
+    return out
+
+
+def _ref_value(claim: pd.Series) -> str:
+    if claim["kind"] == "claim_delta_vs_dense":
+        return f"Δ vs dense {claim['reference']:+g} ± {claim['tolerance_pp']:g}"
+    return f"{claim['reference']:g}"
+
+
+def references_for(groups: pd.DataFrame, claims: pd.DataFrame) -> list[str]:
+    """For each group, the reference values it was compared with ('id value (verdict)')."""
+    out = []
+    for _, g in groups.iterrows():
+        if claims.empty or "target" not in claims:
+            out.append("")
+            continue
+        c = claims[(claims["model"] == g["model"]) & (claims["dataset"] == g["dataset"]) & (claims["method"] == g["method"])
+                   & (claims["data_source"] == g["data_source"]) & (claims["target"] == g["target"])
+                   & (claims["epochs"] == g["epochs"]) & (claims["width"] == g["width"])]
+        if GROUP_COLUMN in c and GROUP_COLUMN in g:
+            c = c[c[GROUP_COLUMN] == g[GROUP_COLUMN]]
+        out.append("; ".join(f"{r['id']} {_ref_value(r)} ({r['verdict']})" for _, r in c.iterrows()))
+    return out

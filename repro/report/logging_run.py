@@ -1,0 +1,48 @@
+"""Logging the report itself as an MLflow run, so a table can be found beside the runs it summarizes.
+
+The run is tagged ``kind=report`` (:data:`repro.records.KIND_TAG`), which
+:func:`repro.report.reading.fetch_runs` skips: a later report never counts an earlier one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repro import records
+from repro.report.stats import INCONCLUSIVE, NO_RUNS, NOT_REPRODUCED, REPRODUCED
+from repro.tracking import git_info
+
+#: the report run's metric per verdict: claims_reproduced, claims_not_reproduced, ...
+CLAIMS_METRIC_PREFIX = "claims_"
+
+
+def log_report_run(uri: str, experiment: str, profile: str | None, files: Sequence[Path], params: dict[str, Any],
+                   claims: pd.DataFrame) -> str | None:
+    """Log the report's files as an MLflow run tagged kind=report (later reports skip it)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    tags = {records.KIND_TAG: records.KIND_REPORT, records.PROFILE_TAG: profile or "(all)", **git_info()}
+    run = client.create_run(exp.experiment_id, run_name=f"report-{profile or 'all'}", tags=tags)
+    try:
+        for k, v in params.items():
+            client.log_param(run.info.run_id, k, str(v))
+        if not claims.empty:
+            counts = claims["verdict"].value_counts()
+            for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NO_RUNS):
+                client.log_metric(run.info.run_id, f"{CLAIMS_METRIC_PREFIX}{v.replace(' ', '_')}",
+                                  float(counts.get(v, 0)))
+        for f in files:
+            client.log_artifact(run.info.run_id, str(f))
+    except Exception:
+        client.set_terminated(run.info.run_id, status="FAILED")  # never left RUNNING
+        raise
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id

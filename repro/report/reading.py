@@ -1,0 +1,145 @@
+"""Reading MLflow: the runs of one profile as a raw frame, then one tidy row per run.
+
+The only module of the report that knows MLflow's column names (``tags.*``, ``params.*``,
+``metrics.*``); every record name comes from :mod:`repro.records`, which the training side
+writes with, so a renamed record cannot silently turn into a column of NaNs here.
+
+Runs are grouped by :data:`GROUP_KEYS` (what the table shows) plus the run's group tag
+(:data:`repro.records.GROUP_TAG`, the identity without the seed). The tag keeps runs that
+differ only in settings the table does not show (learning rate, batch size, ...) apart:
+they are neither averaged together nor taken for duplicates of each other. Runs written
+before the tag existed have an empty group tag and group as they always did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from repro import records
+
+#: what one row of the table shows and aggregates over (seeds vary inside a group)
+GROUP_KEYS = ["model", "dataset", "data_source", "method", "target", "epochs", "width"]
+#: the column holding the run's group tag ("" for runs without one)
+GROUP_COLUMN = "group"
+#: what actually defines a group: the visible keys and the group tag
+GROUP_BY = [*GROUP_KEYS, GROUP_COLUMN]
+#: what a dense baseline must share with a pruned group
+BASE_KEYS = ["model", "dataset", "data_source", "epochs", "width"]
+#: run kinds that are not results: earlier reports, LTH chains (their targets are nested runs)
+SKIPPED_KINDS = (records.KIND_REPORT, records.KIND_CHAIN)
+
+
+def _tag(name: str) -> str:
+    return f"tags.{name}"
+
+
+def _param(name: str) -> str:
+    return f"params.{name}"
+
+
+def _metric(name: str) -> str:
+    return f"metrics.{name}"
+
+
+def fetch_runs(uri: str, experiment: str, profile: str | None) -> pd.DataFrame:
+    """All active runs of the experiment (of this profile) as mlflow.search_runs gives them."""
+    import mlflow
+    from mlflow.entities import ViewType
+
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return pd.DataFrame()
+
+    def search(filt: str = "") -> pd.DataFrame:
+        return mlflow.search_runs([exp.experiment_id], filter_string=filt, run_view_type=ViewType.ACTIVE_ONLY,
+                                  output_format="pandas")
+
+    if profile:
+        # the run's own profile, or a profile that reused it (a FINISHED run skipped by a later sweep);
+        # MLflow filters have no OR, so two server-side searches
+        quoted = profile.replace("\\", "\\\\").replace("'", "\\'")
+        found = [f for f in (search(f"{_tag(records.PROFILE_TAG)} = '{quoted}'"),
+                             search(f"tags.`{records.profile_tag(profile)}` = '1'"))
+                 if not f.empty]
+        df = pd.concat(found, ignore_index=True).drop_duplicates("run_id") if found else pd.DataFrame()
+    else:
+        df = search()
+    col = _tag(records.KIND_TAG)
+    if col in df.columns:
+        df = df[~df[col].fillna("").isin(list(SKIPPED_KINDS))]
+    return df.reset_index(drop=True)
+
+
+def _col(raw: pd.DataFrame, *names: str) -> pd.Series:
+    """The first of the columns present, filled from the next ones where missing."""
+    out = pd.Series([None] * len(raw), index=raw.index, dtype=object)
+    for name in names:
+        if name in raw.columns:
+            out = out.where(out.notna(), raw[name])
+    return out
+
+
+def _num(raw: pd.DataFrame, *names: str) -> pd.Series:
+    return pd.to_numeric(_col(raw, *names), errors="coerce").astype(float)
+
+
+def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.DataFrame:
+    """One row per run with the columns the report uses (accuracies in %, sparsities as fractions)."""
+    r = records
+    if raw.empty:
+        return pd.DataFrame(columns=["run_id", *GROUP_BY, "seed", "status"])
+    df = pd.DataFrame({
+        "run_id": raw["run_id"],
+        "run_name": _col(raw, _tag(r.RUN_NAME_TAG)).fillna(""),
+        "status": raw["status"],
+        "start_time": pd.to_datetime(raw["start_time"]) if "start_time" in raw else pd.NaT,
+        "model": _col(raw, _tag(r.MODEL_TAG), _param(r.MODEL_PARAM)).fillna("unknown"),
+        "dataset": _col(raw, _tag(r.DATASET_TAG), _param(r.DATASET_PARAM)).fillna("unknown"),
+        "data_source": _col(raw, _tag(r.DATA_SOURCE_TAG)).fillna("unknown"),
+        "method": _col(raw, _tag(r.METHOD_TAG), _param(r.METHOD_PARAM)).fillna("unknown"),
+        "sparsity_param": _num(raw, _param(r.SPARSITY_PARAM)),
+        "seed": _col(raw, _param(r.SEED_PARAM)).fillna(raw["run_id"]),
+        "epochs": _num(raw, _param(r.EPOCHS_PARAM)),
+        "width": _num(raw, _param(r.WIDTH_PARAM)).fillna(1.0),
+        "commit": _col(raw, _tag(r.GIT_COMMIT_TAG)).fillna("unknown"),
+        "dirty": _col(raw, _tag(r.GIT_DIRTY_TAG)).fillna("unknown"),
+        "failure": _col(raw, _tag(r.FAILURE_TAG)).fillna(""),
+        GROUP_COLUMN: _col(raw, _tag(r.GROUP_TAG)).fillna("").astype(str),
+        "final_acc": _num(raw, _metric(r.FINAL_TEST_ACC)) * 100.0,
+        "best_acc": _num(raw, _metric(r.BEST_TEST_ACC)) * 100.0,
+        "final_sparsity": _num(raw, _metric(r.FINAL_SPARSITY)),
+        "final_sparsity_all": _num(raw, _metric(r.FINAL_SPARSITY_ALL)),
+        "layer_collapse": _num(raw, _metric(r.LAYER_COLLAPSE)),
+        "train_subset": _num(raw, _param(r.TRAIN_SUBSET_PARAM)),
+        "test_subset": _num(raw, _param(r.TEST_SUBSET_PARAM)),
+    })
+    cost = _metric(r.COST_PREFIX)
+    for c in raw.columns:
+        if c.startswith(cost):
+            df[c[len(cost) - len(r.COST_PREFIX):]] = pd.to_numeric(raw[c], errors="coerce")
+    dense = df["method"].isin(list(dense_methods))
+    df["target"] = np.where(dense, 0.0, df["sparsity_param"].fillna(0.0)).round(6)
+    df["seed"] = df["seed"].map(lambda s: int(s) if isinstance(s, str) and re.fullmatch(r"-?\d+", s) else s)
+    return df
+
+
+def split_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(complete runs, left-out runs with a reason, superseded duplicates).
+
+    A duplicate is an older finished run of the same group (visible keys and group tag) and
+    seed: a rerun replaces it. Runs whose group tags differ are different experiments and
+    never replace each other, however alike the table's columns make them look.
+    """
+    if GROUP_COLUMN not in df.columns:  # a frame built by hand, without the tag
+        df = df.assign(**{GROUP_COLUMN: ""})
+    done = (df["status"] == "FINISHED") & df["final_acc"].notna()
+    left = df[~done].copy()
+    left["reason"] = np.where(left["status"] == "FINISHED", f"FINISHED without {records.FINAL_TEST_ACC}", left["status"])
+    ok = df[done].sort_values("start_time", ascending=False, kind="stable")
+    dup = ok.duplicated(subset=[*GROUP_BY, "seed"], keep="first")
+    return ok[~dup].reset_index(drop=True), left.reset_index(drop=True), ok[dup].reset_index(drop=True)
