@@ -29,6 +29,7 @@ from repro.data import Batches, Dataset, Normalizer, Split, eval_batches
 from repro.optim import make_optimizer, masks_its_update
 from repro.pruning.masks import MaskSet
 from repro.pruning.methods import Context, Method
+from repro.records import MASK_UPDATES
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +439,7 @@ class Engine:
             "num_zeros": float(self.masks.num_zeros()),
             "layer_collapse": float(bool(self.masks.collapsed_layers())),
             "total_steps": float(self.state.total_steps_run),
+            MASK_UPDATES: float(len(self.state.density_log)),
             **self.cost(),
         }
         if final:

@@ -82,6 +82,8 @@ NUM_PARAMS = "num_params"
 NUM_ZEROS = "num_zeros"
 LAYER_COLLAPSE = "layer_collapse"
 TOTAL_STEPS = "total_steps"
+#: how many times the mask changed (PMP/GMP with fewer than 3 are one-shot pruning in disguise)
+MASK_UPDATES = "mask_updates"
 #: every cost metric starts with this prefix (cost_iterations, cost_train_flops, ...)
 COST_PREFIX = "cost_"
 COST_ITERATIONS = "cost_iterations"

@@ -42,7 +42,7 @@ PINNED = {
     (): "4a33a158a209fa52",
     ("pruner=pmp", "sparsity=0.9"): "ef379be6e66ae34f",
     ("pruner=lth", "pruner.targets=[0.5,0.9]"): "9215e55f308e0485",
-    ("experiment=lth_lenet300",): "2da53c6429ac692f",
+    ("experiment=grasp_vgg19",): "072e3fd456ace83b",
 }
 
 
@@ -116,7 +116,7 @@ OLD_RULE = {
     (): ("93539bfdef0c5f97", DENSE),
     ("pruner=pmp", "sparsity=0.9"): ("1f07f4f2fd5c4889", PRUNED),
     ("pruner=lth", "pruner.targets=[0.5,0.9]"): ("f1ecd6111643639b", Uses(sparsity=False, schedule=False, masks=True)),
-    ("experiment=lth_lenet300",): ("1948be569c3d0838", Uses(sparsity=False, schedule=False, masks=True)),
+    ("experiment=grasp_vgg19",): ("603ac14d62a684d9", Uses(sparsity=True, schedule=False, masks=True)),
 }
 
 

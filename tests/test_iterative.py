@@ -229,3 +229,24 @@ def test_mask_from_rewind_starts_the_sparse_run_with_a_fresh_optimizer(tmp_path)
     assert fresh is not seen["dense"]
     assert state_entries == 0  # no momentum from the two dense steps
     assert seen["after"] is fresh and sum(len(s) for s in fresh.state.values()) > 0  # the loop stepped it
+
+
+def test_pmp_counts_its_mask_updates_and_warns_when_the_schedule_is_not_gradual(caplog):
+    """synthetic(64) at batch 16 is 4 steps an epoch; over 2 epochs (8 steps) the default window
+    0-0.5 ends at step 4: updates every 50 steps give steps {0, 4} (2 updates, and step 0 at
+    sparsity 0 prunes nothing: 1 mask change), every step gives {0, 1, 2, 3, 4} (4 changes)."""
+    from repro.pruning.methods import GradualMagnitude
+
+    def pmp(every):
+        sch = OmegaConf.create({"name": "linear", "initial_sparsity": 0.0, "start": 0.0, "end": 0.5,
+                                "update_frequency": every, "update_unit": "iterations"})
+        return GradualMagnitude(OmegaConf.create({"name": "pmp", "scope": "global"}), 0.5, sch)
+
+    with caplog.at_level("WARNING"):
+        sparse = engine_for(pmp(50), epochs=2).run()
+    assert sparse["mask_updates"] == 1.0
+    assert "plans only 2 mask update(s)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        gradual = engine_for(pmp(1), epochs=2).run()
+    assert gradual["mask_updates"] == 4.0 and "plans only" not in caplog.text

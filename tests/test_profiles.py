@@ -27,7 +27,9 @@ register_configs()
 
 PROFILES = sorted(p.stem for p in (CONF / "profile").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-ROWS = sorted(str(p.relative_to(CONF / "row").with_suffix("")) for p in (CONF / "row").rglob("*.yaml"))
+#: rows a profile sweeps (files starting with "_" are shared parts of rows, not rows)
+ROWS = sorted(str(p.relative_to(CONF / "row").with_suffix("")) for p in (CONF / "row").rglob("*.yaml")
+              if not p.name.startswith("_"))
 GRID = [0.5, 0.8, 0.9, 0.95, 0.98]
 
 
@@ -128,9 +130,46 @@ def test_experiment_presets_hold_their_cited_settings():
     r20 = make("experiment=lth_resnet20")
     assert (r20.model.name, r20.pruner.name, list(r20.pruner.targets), r20.optim.weight_decay, r20.trainer.epochs) == (
         "resnet20", "lth", GRID, 1e-4, 78)
+    # LTH, Figure 2 and Appendix G: Adam 1.2e-3, batch 60, 50K iterations (55 epochs of 917 steps on 55K
+    # images), 5K validation images, 20% of each hidden layer and 10% of the output layer per round
     l300 = make("experiment=lth_lenet300")
-    assert (l300.optim.name, l300.optim.lr, l300.trainer.batch_size, l300.trainer.epochs, dict(l300.pruner.layer_rates)) == (
-        "adam", 1.2e-3, 60, 50, {"fc3": 0.1})
+    assert (l300.optim.name, l300.optim.lr, l300.optim.lr_schedule, l300.trainer.batch_size, l300.trainer.epochs,
+            l300.data.val_size, l300.trainer.init, l300.pruner.rate, dict(l300.pruner.layer_rates)) == (
+        "adam", 1.2e-3, "constant", 60, 55, 5000, "xavier_normal", 0.2, {"fc3": 0.1})
+    assert 55 * -(-55_000 // 60) >= 50_000 > 54 * -(-55_000 // 60)
+    # SNIP, Section 5: SGD 0.1, momentum 0.9, wd 5e-4, batch 100, 10% held out, LR x0.1 at 25K iterations
+    s300 = make("experiment=snip_lenet300")
+    assert (s300.model.name, s300.optim.name, s300.optim.lr, s300.optim.momentum, s300.optim.weight_decay,
+            s300.trainer.batch_size, s300.data.val_size, s300.optim.gamma) == ("lenet300", "sgd", 0.1, 0.9, 5e-4, 100, 6000, 0.1)
+    steps = s300.trainer.epochs * 54_000 // 100
+    assert round(s300.optim.milestones[0] * steps) in range(24_950, 25_050) and len(s300.optim.milestones) == 1
+
+
+def test_lth_chain_targets_are_exactly_3_and_7_rounds_of_lths_per_layer_rates():
+    """Zeros after k full rounds, by hand: each round removes round(rate * survivors) per layer
+    (fc1 235,200 and fc2 30,000 weights at 20%, fc3 1,000 at 10%): 129,689 after 3, 210,106 after 7."""
+    from repro.pruning.masks import pruned_count
+
+    targets = list(make("experiment=lth_lenet300").pruner.targets)
+    assert [pruned_count(t, 266_200) for t in targets] == [129_689, 210_106]
+    assert [1 - z / 266_200 for z in (129_689, 210_106)] == pytest.approx([0.513, 0.211], abs=5e-4)  # LTH's Pm
+
+
+def test_lenets_profile_rows_follow_their_recipe_and_never_share_an_identity():
+    cfgs = job_configs("lenets")
+    assert len(cfgs) == 11 * 3 and {c.seed for c in cfgs} == {0, 1, 2}
+    assert len(distinct_runs(cfgs)) == len(cfgs)  # rows carry their sparsity: safe for a parallel launcher
+    lth_recipe = make("experiment=lth_lenet300")
+    for cfg in cfgs:
+        if cfg.optim.name == "adam":  # LTH's recipe: every key but the method's equals the preset's
+            for key in ("trainer", "data", "optim", "model"):
+                assert cfg[key] == lth_recipe[key], key
+        else:
+            assert cfg.trainer.batch_size == 100 and cfg.data.val_size == 6000
+    cells = {(c.optim.name, c.pruner.name, c.sparsity) for c in cfgs}
+    assert cells == {("sgd", "dense", 0.0), ("sgd", "snip", 0.95), ("sgd", "snip", 0.98), ("sgd", "pmp", 0.95),
+                     ("sgd", "pmp", 0.98), ("sgd", "gmp", 0.95), ("sgd", "gmp", 0.98), ("adam", "dense", 0.0),
+                     ("adam", "lth", 0.0), ("adam", "pmp", 0.487186), ("adam", "pmp", 0.789279)}
 
 
 # ----------------------------------------------------------------------------- what each profile runs

@@ -182,8 +182,16 @@ class GradualMagnitude(Method):
         ctx.masks.clean_optimizer_state(ctx.optimizer)
         return True
 
+    #: fewer mask updates than this and the schedule is one-shot pruning in disguise
+    MIN_UPDATES = 3
+
     def before_training(self, ctx: Context) -> None:
         self.plan(ctx.steps_per_epoch, ctx.epochs)
+        if len(self.updates) < self.MIN_UPDATES:
+            log.warning("%s plans only %d mask update(s) (window %d-%d of %d steps, every %d %s): not a gradual "
+                        "schedule; train longer or lower schedule.update_frequency", self.name, len(self.updates),
+                        self.start_step, self.end_step, ctx.total_steps, self.schedule.update_frequency,
+                        self.schedule.update_unit)
         self._next = 0
         if self.updates and self.updates[0] == 0:
             self._next = 1
