@@ -15,10 +15,18 @@ else
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: help setup test test-slow test-all train reproduce-table report ui lint bench fashion-mnist postgres clean
+.PHONY: help setup test test-slow test-all train reproduce-table report ui lint bench gpu-check gpu-pack fashion-mnist postgres clean
 
-help:  ## list the targets
+help:  ## list the targets, and where runs are read from and written to
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@echo ""
+	@echo "Where things go (from this directory):"
+	@echo "  runs         the MLflow store $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} (MLFLOW_TRACKING_URI), experiment repro;"
+	@echo "               train and reproduce-table write it, report and ui read it"
+	@echo "  checkpoints  $${REPRO_CKPT_DIR:-checkpoints}/ (REPRO_CKPT_DIR); Hydra's logs in outputs/ and multirun/"
+	@echo "  data         read from $(REPRO_DATA_DIR) (REPRO_DATA_DIR)"
+	@echo "  report       results/PROFILE/ (table.md, table.csv, claims.csv, plots) and a kind=report run in the store"
+	@echo "  .venv/bin/repro-train --help: groups, keys and example commands"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,21 +59,28 @@ test-slow: setup postgres  ## the long tests (CI runs them too)
 
 test-all: test test-slow  ## both suites
 
-train: setup  ## one run, e.g. make train ARGS="pruner=pmp sparsity=0.9"
+train: setup  ## one run into the MLflow store, e.g. make train ARGS="pruner=pmp sparsity=0.9"
 	$(BIN)/repro-train $(ARGS)
 
-reproduce-table: setup  ## the sweep of PROFILE (quick|mnist|paper), then the report
+reproduce-table: setup  ## the sweep of PROFILE (conf/profile/) into the MLflow store, then its report into results/PROFILE/
 	$(BIN)/repro-train -m +profile=$(PROFILE) $(ARGS); rc=$$?; \
 	  $(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS) || exit $$?; exit $$rc
 
-report: setup  ## the report of PROFILE from MLflow into results/PROFILE/ (REPORT_ARGS="--tolerance 0.5 ...")
+report: setup  ## PROFILE's runs from the MLflow store -> results/PROFILE/ (REPORT_ARGS="--tolerance 0.5 ...")
 	$(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS)
 
-ui: setup  ## the MLflow UI on http://127.0.0.1:5000
+ui: setup  ## the MLflow UI over the MLflow store on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
 
 bench: setup  ## interleaved speed benchmark vs peers into results/bench/ (BENCH_ARGS="--quick", "--device cuda")
-	$(BIN)/python -m repro.bench $(BENCH_ARGS)
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+
+# The device has no .venv (python3 there holds torch); DRY=1 runs here and needs the venv.
+gpu-check: $(if $(DRY),setup)  ## the GPU check, tools/gpu_check.py (DRY=1: on the CPU at tiny sizes, ~1 min; GPU_ARGS="--fresh ...")
+	$$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) tools/gpu_check.py $(if $(DRY),--dry) $(GPU_ARGS)
+
+gpu-pack: setup  ## wheels (hydra-core, omegaconf, antlr4) + the CIFAR-10 JPEG copy into .gpu-carry/; prints size and carry list
+	$(BIN)/python tools/gpu_check.py --pack
 
 lint: setup  ## ruff
 	$(BIN)/ruff check repro tests

@@ -9,6 +9,7 @@ their defaults list. Cross-field rules that a type cannot express live in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
+    """The network (model=NAME picks one)."""
+
     name: str = MISSING
     #: channel multiplier for the CNNs (CPU-scale CIFAR runs); ignored by the LeNets
     width: float = 1.0
@@ -29,6 +32,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """Which dataset, which copy of it and how much of it."""
+
     name: str = MISSING  # mnist | fashion_mnist | cifar10
     #: where datasets live; the default reads REPRO_DATA_DIR, else ./data
     root: str = "${oc.env:REPRO_DATA_DIR,data}"
@@ -70,6 +75,8 @@ class PrunerConfig:
     scope: str = "global"  # global | layerwise
     exclude_first: bool = False
     exclude_last: bool = False
+    #: layer names never pruned, as shell patterns (LTH's ResNets keep shortcuts dense: ['*downsample*'])
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +141,8 @@ class MaskFromConfig(PrunerConfig):
 
 @dataclass
 class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
     name: str = "sgd"  # sgd | adam
     lr: float = 0.1
     momentum: float = 0.9
@@ -148,6 +157,8 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """The training loop: budget, batches, device, evaluation and checkpoints."""
+
     epochs: int = 2
     batch_size: int = 128
     eval_batch_size: int = 1000
@@ -173,6 +184,8 @@ class TrainerConfig:
 
 @dataclass
 class TrackingConfig:
+    """Where MLflow records runs."""
+
     enabled: bool = True
     #: MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     uri: str | None = None
@@ -181,6 +194,8 @@ class TrackingConfig:
 
 @dataclass
 class Config:
+    """One training run: the groups above plus the top-level keys."""
+
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
     pruner: PrunerConfig = MISSING
@@ -188,8 +203,9 @@ class Config:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = MISSING
+    #: seeds the init, data order, augmentation and the random methods
     seed: int = 0
-    #: final fraction of prunable weights that are zero
+    #: final fraction of prunable weights that are zero, in [0, 1)
     sparsity: float = 0.0
     #: train again even when a FINISHED run with the same identity exists
     rerun: bool = False
@@ -197,29 +213,97 @@ class Config:
     profile: str = "adhoc"
 
 
-SCHEMAS: dict[str, tuple[str, type]] = {
-    "schema_model": ("model", ModelConfig),
-    "schema_data": ("data", DataConfig),
-    "schema_schedule": ("schedule", ScheduleConfig),
-    "schema_optim": ("optim", OptimConfig),
-    "schema_tracking": ("tracking", TrackingConfig),
-    "schema_pruner": ("pruner", PrunerConfig),
-    "schema_snip": ("pruner", SnipConfig),
-    "schema_grasp": ("pruner", GraspConfig),
-    "schema_synflow": ("pruner", SynflowConfig),
-    "schema_random": ("pruner", RandomConfig),
-    "schema_lth": ("pruner", LTHConfig),
-    "schema_oneshot": ("pruner", OneshotConfig),
-    "schema_mask_from": ("pruner", MaskFromConfig),
+#: Hydra's ConfigStore group that holds the schemas. It lies outside the user-facing groups
+#: (model, pruner, ...), so its entries never show up as options of those groups, in
+#: ``repro-train --help`` or in Hydra's "Available options" listings. A YAML file names its
+#: schema with an absolute path placed at its own package: ``- /schema/pruner/lth@_here_``.
+SCHEMA_GROUP = "schema"
+
+#: config path under ``schema/`` -> dataclass
+SCHEMAS: dict[str, type] = {
+    "config": Config,
+    "model": ModelConfig,
+    "data": DataConfig,
+    "schedule": ScheduleConfig,
+    "optim": OptimConfig,
+    "tracking": TrackingConfig,
+    "pruner/base": PrunerConfig,
+    "pruner/snip": SnipConfig,
+    "pruner/grasp": GraspConfig,
+    "pruner/synflow": SynflowConfig,
+    "pruner/random": RandomConfig,
+    "pruner/lth": LTHConfig,
+    "pruner/oneshot": OneshotConfig,
+    "pruner/mask_from": MaskFromConfig,
 }
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    """Put the schemas into Hydra's ConfigStore under ``schema/`` (idempotent)."""
     cs = ConfigStore.instance()
-    cs.store(name="schema_config", node=Config)
-    for name, (group, node) in SCHEMAS.items():
+    for path, node in SCHEMAS.items():
+        group, _, name = f"{SCHEMA_GROUP}/{path}".rpartition("/")
         cs.store(group=group, name=name, node=node)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of one numeric key and what to write instead when a value falls
+    outside it (the second half of a "key=value: what to do" message)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself is not allowed
+    hi_open: bool = False  # hi itself is not allowed
+    fix: str = ""
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` lies in the interval (NaN and infinities never do)."""
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        return not (self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)))
+
+
+#: Every numeric key of the schemas above and its stated range. A value outside it would
+#: otherwise surface late (trainer.eval_every=0 as a ZeroDivisionError after the run
+#: started) or not at all (data.train_subset=-4990 trained on 55,010 images). Keys of one
+#: pruner apply only when that pruner is chosen. tests/test_front_door.py checks that no
+#: numeric field of a schema is missing here or in RANGES_CHECKED_ELSEWHERE.
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32, hi_open=True, fix="use a seed in [0, 2**32), e.g. seed=0"),
+    "model.width": Range(0, lo_open=True, fix="scale the channels by a factor > 0, e.g. model.width=0.5"),
+    "data.val_size": Range(0, fix="hold out N >= 0 training images (0 = no validation split)"),
+    "data.train_subset": Range(0, fix="train on N >= 0 images (0 = all of them)"),
+    "data.test_subset": Range(0, fix="test on N >= 0 images (0 = all of them)"),
+    "schedule.update_frequency": Range(1, fix="update the mask every N >= 1 units, e.g. schedule.update_frequency=50"),
+    "pruner.num_batches": Range(1, fix="score on N >= 1 batches, e.g. pruner.num_batches=1"),
+    "pruner.batch_size": Range(1, fix="use a scoring batch size >= 1, or null for the dataset's default"),
+    "pruner.temperature": Range(0, lo_open=True, fix="use a temperature > 0, e.g. pruner.temperature=200"),
+    "pruner.samples_per_class": Range(1, fix="use N >= 1 samples per class, e.g. pruner.samples_per_class=10"),
+    "pruner.num_iters": Range(1, fix="use N >= 1 scoring iterations, e.g. pruner.num_iters=1"),
+    "pruner.rounds": Range(1, fix="use N >= 1 pruning rounds, e.g. pruner.rounds=100"),
+    "pruner.rate": Range(0, 1, lo_open=True, hi_open=True, fix="remove a fraction in (0, 1) per round, e.g. pruner.rate=0.2"),
+    "pruner.rewind_step": Range(0, fix="rewind to an optimizer step >= 0 (0 = the initialisation)"),
+    "pruner.finetune_epochs": Range(1, fix="fine-tune at least one epoch, e.g. pruner.finetune_epochs=1"),
+    "optim.lr": Range(0, lo_open=True, fix="use a learning rate > 0, e.g. optim.lr=0.1"),
+    "optim.momentum": Range(0, 1, hi_open=True, fix="use a momentum in [0, 1), e.g. optim.momentum=0.9"),
+    "optim.weight_decay": Range(0, fix="use a weight decay >= 0, e.g. optim.weight_decay=5e-4"),
+    "optim.gamma": Range(0, 1, lo_open=True, fix="use an LR decay factor in (0, 1], e.g. optim.gamma=0.1"),
+    "optim.warmup_epochs": Range(0, fix="warm up for N >= 0 epochs (0 = no warmup)"),
+    "trainer.epochs": Range(1, fix="train at least one epoch, e.g. trainer.epochs=2"),
+    "trainer.batch_size": Range(1, fix="use a batch size >= 1, e.g. trainer.batch_size=128"),
+    "trainer.eval_batch_size": Range(1, fix="use an evaluation batch size >= 1, e.g. trainer.eval_batch_size=1000"),
+    "trainer.eval_every": Range(1, fix="evaluate every N >= 1 epochs, e.g. trainer.eval_every=1 (the last epoch always)"),
+    "trainer.threads": Range(0, fix="use N >= 0 CPU threads (0 = torch's default)"),
+    "trainer.checkpoint_every": Range(0, fix="checkpoint every N >= 0 epochs (0 = never; resume needs checkpoints)"),
+}
+
+#: numeric keys whose range involves other keys, checked by explicit rules in validate():
+#: sparsity in [0, 1); 0 <= schedule.start <= schedule.end <= 1;
+#: 0 <= schedule.initial_sparsity <= sparsity
+RANGES_CHECKED_ELSEWHERE = ("sparsity", "schedule.start", "schedule.end", "schedule.initial_sparsity")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -227,12 +311,35 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _lookup(cfg: Any, key: str) -> Any:
+    """``cfg.a.b`` for key "a.b", or None where a part is absent (a pruner without that knob)."""
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def check_ranges(cfg: Any) -> None:
+    """Every key of RANGES that the config has lies in its range. Raises ConfigError."""
+    for key, rng in RANGES.items():
+        value = _lookup(cfg, key)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        finite = "" if math.isfinite(value) else "not a finite number; "
+        _require(rng.holds(float(value)), f"{key}={_fmt(value)}: {finite}{rng.fix}")
+
+
 def validate(cfg: Any) -> None:
-    """Cross-field checks that types cannot express. Raises ConfigError (one line)."""
+    """Cross-field checks and ranges that types cannot express. Raises ConfigError (one line)."""
     s = cfg.sparsity
-    _require(0.0 <= s < 1.0, f"sparsity={s} is impossible: use a fraction in [0, 1), e.g. sparsity=0.9")
-    _require(cfg.trainer.epochs >= 1, f"trainer.epochs={cfg.trainer.epochs}: train at least one epoch")
-    _require(cfg.trainer.batch_size >= 1, "trainer.batch_size must be >= 1")
+    _require(math.isfinite(s) and 0.0 <= s < 1.0, f"sparsity={s} is impossible: use a fraction in [0, 1), e.g. sparsity=0.9")
+    check_ranges(cfg)
     t = cfg.trainer
     _require(t.device in ("auto", "cpu", "cuda"), f"trainer.device={t.device}: use auto, cpu or cuda")
     _require(t.precision in ("auto", "fp32", "bf16"), f"trainer.precision={t.precision}: use auto, fp32 or bf16")
@@ -243,7 +350,6 @@ def validate(cfg: Any) -> None:
              f"trainer.channels_last={cfg.trainer.channels_last}: use auto, true or false")
     _require(cfg.data.source in ("auto", "official", "jpeg", "debian"),
              f"data.source={cfg.data.source}: use auto, official, jpeg or debian")
-    _require(cfg.data.val_size >= 0, "data.val_size must be >= 0")
     _require(cfg.pruner.scope in ("global", "layerwise"), f"pruner.scope={cfg.pruner.scope}: use global or layerwise")
     o = cfg.optim
     _require(o.name in ("sgd", "adam", "adamw"), f"optim.name={o.name}: use sgd, adam or adamw")
@@ -251,15 +357,30 @@ def validate(cfg: Any) -> None:
              f"optim.lr_schedule={o.lr_schedule}: use multistep, cosine or constant")
     _require(all(0.0 < m <= 1.0 for m in o.milestones),
              f"optim.milestones={list(o.milestones)}: give fractions of the run in (0, 1]")
+    # a warmup as long as the run is allowed (LTH's ResNet warms up over 2/3 of training); longer is a typo
+    _require(o.warmup_epochs <= t.epochs,
+             f"optim.warmup_epochs={o.warmup_epochs}: warm up for at most trainer.epochs={t.epochs} epochs")
     sch = cfg.schedule
     _require(sch.name in ("linear", "cubic", "exponential", "constant"),
              f"schedule.name={sch.name}: use linear, cubic, exponential or constant")
     _require(0.0 <= sch.start <= sch.end, f"schedule window start={sch.start} end={sch.end}: need 0 <= start <= end")
     _require(sch.end <= 1.0, f"schedule.end={sch.end} lies past the end of training: use a fraction of the run <= 1.0")
-    _require(0.0 <= sch.initial_sparsity <= s,
+    _require(sch.initial_sparsity >= 0.0,
+             f"schedule.initial_sparsity={sch.initial_sparsity}: start from a sparsity >= 0, e.g. 0.0")
+    _require(sch.initial_sparsity <= s,
              f"schedule.initial_sparsity={sch.initial_sparsity} exceeds sparsity={s}: lower it")
-    _require(sch.update_frequency >= 1, "schedule.update_frequency must be >= 1")
     _require(sch.update_unit in ("iterations", "epochs"), f"schedule.update_unit={sch.update_unit}: use iterations or epochs")
+    pruner = cfg.pruner.name
+    _require(pruner != "lth" or s > 0.0 or bool(getattr(cfg.pruner, "targets", None)),
+             "pruner=lth needs a target: set sparsity > 0 or pruner.targets, e.g. sparsity=0.9")
+    if pruner == "mask_from":
+        _require(bool(cfg.pruner.source),
+                 "pruner=mask_from needs pruner.source=<MLflow run id or a .pt file with masks>")
+        _require(cfg.pruner.init in ("original", "random"), f"pruner.init={cfg.pruner.init}: use original or random")
     targets = list(getattr(cfg.pruner, "targets", []) or [])
-    for t in targets:
-        _require(0.0 < t < 1.0, f"pruner.targets contains {t}: every target must lie in (0, 1)")
+    for target in targets:
+        _require(0.0 < target < 1.0, f"pruner.targets contains {target}: every target must lie in (0, 1)")
+    layer_rates = getattr(cfg.pruner, "layer_rates", None) or {}
+    for layer, rate in dict(layer_rates).items():
+        _require(isinstance(rate, int | float) and not isinstance(rate, bool) and 0.0 < rate < 1.0,
+                 f"pruner.layer_rates.{layer}={rate}: remove a fraction in (0, 1) of that layer per round")

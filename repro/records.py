@@ -18,6 +18,8 @@ LEGACY_IDENTITY_TAG = "repro.identity_v1"
 GROUP_TAG = "repro.group"
 #: why a run ended FAILED (first line of the error)
 FAILURE_TAG = "repro.failure"
+#: a resumed run started with another value of a key outside its identity: the new value
+RESUMED_WITH_PREFIX = "repro.resumed_with."
 #: membership of a profile that reused a FINISHED run: ``repro.profile.<name>`` = "1"
 PROFILE_TAG_PREFIX = "repro.profile."
 #: what kind of run this is (absent: a training run); see KIND_* values
@@ -77,6 +79,8 @@ BEST_TEST_ACC = "best_test_acc"
 BEST_EPOCH = "best_epoch"
 FINAL_SPARSITY = "final_sparsity"
 FINAL_SPARSITY_ALL = "final_sparsity_all"
+#: zeros over every conv/linear weight, pruned or not (LTH's denominator)
+FINAL_SPARSITY_WEIGHTS = "final_sparsity_weights"
 NUM_PRUNABLE = "num_prunable"
 NUM_PARAMS = "num_params"
 NUM_ZEROS = "num_zeros"
@@ -105,3 +109,12 @@ LAYER_DENSITY_COLUMNS = ("layer", "shape", "weights", "kept", "density")
 def profile_tag(profile: str) -> str:
     """The membership tag of a profile (see PROFILE_TAG_PREFIX)."""
     return PROFILE_TAG_PREFIX + profile
+
+# ----------------------------------------------------------------------------- recipe params
+# The report compares two methods (claim_relative) only where their runs share these
+# flattened config values as well as the table's columns: same optimizer, learning rate,
+# batch size and validation split.
+OPTIM_NAME_PARAM = "optim.name"
+OPTIM_LR_PARAM = "optim.lr"
+BATCH_SIZE_PARAM = "trainer.batch_size"
+VAL_SIZE_PARAM = "data.val_size"

@@ -26,6 +26,7 @@ from repro.records import (  # noqa: F401 - re-exported for callers of the old n
     LEGACY_IDENTITY_TAG,
     PARENT_RUN_TAG,
     PROFILE_TAG_PREFIX,
+    RESUMED_WITH_PREFIX,
     TRAIN_LOSS,
     profile_tag,
 )
@@ -102,6 +103,7 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = self._prepare(experiment)
         self.run_id: str | None = None
+        self.resumed = False
         self._logged_steps: set[int] = set()
 
     def _prepare(self, name: str) -> str:
@@ -143,6 +145,7 @@ class Tracker:
         log.info("run %s carried the identity of an older version (%s); re-tagged as %s", run_id, legacy, identity)
 
     def start(self, identity: str, name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str:
+        self.resumed = bool(resume_run_id)
         if resume_run_id:
             self.run_id = resume_run_id
             self.client.update_run(resume_run_id, status="RUNNING")
@@ -159,9 +162,20 @@ class Tracker:
 
     # ------------------------------------------------------------------ logging
     def log_params(self, params: dict[str, str]) -> None:
+        """Log the run's params. A resumed run keeps the values it was started with: MLflow
+        refuses to change a param, and a resume may legitimately differ in keys outside the
+        identity (threads, data root, progress): such a new value is kept as a tag
+        ``repro.resumed_with.<key>`` instead."""
         from mlflow.entities import Param
 
-        items = [Param(k, v[:6000]) for k, v in params.items()]
+        params = {k: v[:6000] for k, v in params.items()}
+        if self.resumed:
+            logged = self.client.get_run(self.run_id).data.params
+            for k, v in params.items():
+                if k in logged and logged[k] != v:
+                    self.client.set_tag(self.run_id, f"{RESUMED_WITH_PREFIX}{k}", v[:5000])
+            params = {k: v for k, v in params.items() if k not in logged}
+        items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
@@ -234,6 +248,8 @@ class Tracker:
             return
         if reason:
             self.client.set_tag(self.run_id, FAILURE_TAG, reason[:5000])
+        elif status == "FINISHED" and FAILURE_TAG in self.client.get_run(self.run_id).data.tags:
+            self.client.delete_tag(self.run_id, FAILURE_TAG)  # the failure of an earlier attempt, now resumed
         self.client.set_terminated(self.run_id, status=status)
 
 

@@ -7,8 +7,12 @@ and always finish the MLflow run (FINISHED, or FAILED with the reason as a tag).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,45 @@ register_configs()
 DEFAULT_THREADS = torch.get_num_threads()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's preemption, ``kill``): the run ends KILLED, as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Turn SIGTERM into :class:`Terminated` while a run trains (without a handler the
+    process dies at once and leaves the MLflow run RUNNING forever)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM)")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _shielded():
+    """Hold off SIGINT and SIGTERM while the run's end is written (a second Ctrl-C right after
+    the first would otherwise interrupt it and leave the run RUNNING)."""
+    try:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class JobFailed(Exception):
     """A job of a multirun failed; the sweep goes on and the command exits non-zero."""
 
@@ -56,8 +99,24 @@ def _is_multirun() -> bool:
         return False
 
 
-def resolve_runtime(cfg: DictConfig) -> dict[str, Any]:
-    """Facts the identity needs that the config alone does not fix."""
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What a run is, fixed before it starts: the facts the config alone does not decide
+    (method class, device, precision, data copy) and, once resolved, its identity, group,
+    checkpoint file and tags. Frozen: nothing downstream changes what the run is."""
+
+    method_cls: type[methods.Method]
+    device: torch.device
+    precision: str
+    data_source: str
+    identity: str = ""
+    group: str = ""
+    checkpoint: Path | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def resolve_runtime(cfg: DictConfig) -> RunSpec:
+    """Facts the identity needs that the config alone does not fix; refuses what cannot run."""
     if cfg.pruner.name not in methods.REGISTRY:
         raise ConfigError(f"unknown pruner '{cfg.pruner.name}': choose one of {', '.join(sorted(methods.REGISTRY))}")
     method_cls = methods.REGISTRY[cfg.pruner.name]
@@ -69,7 +128,7 @@ def resolve_runtime(cfg: DictConfig) -> dict[str, Any]:
     if source == "missing" and not cfg.data.download:
         raise data_mod.DataError(f"no copy of {cfg.data.name} (data.source={cfg.data.source}) under data.root="
                                  f"{cfg.data.root}: point REPRO_DATA_DIR or data.root at it, or allow data.download=true")
-    return {"method_cls": method_cls, "device": device, "precision": precision, "data_source": source}
+    return RunSpec(method_cls=method_cls, device=device, precision=precision, data_source=source)
 
 
 def run_name(cfg: DictConfig, method_cls: type) -> str:
@@ -82,15 +141,15 @@ def run_name(cfg: DictConfig, method_cls: type) -> str:
     return "-".join(parts)
 
 
-def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, float]:
+def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
     """Build data, model, masks and method; run the loop; check invariants; log results."""
-    device: torch.device = runtime["device"]
+    device = spec.device
     # per job, so a reused worker process (joblib) carries nothing over from the last job
     torch.set_num_threads(cfg.trainer.threads or DEFAULT_THREADS)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     if cfg.trainer.reuse_memory:
         runtime_mod.keep_freed_memory()
-    tracker.set_tags(runtime_mod.use_precision(runtime["precision"]))
+    tracker.set_tags(runtime_mod.use_precision(spec.precision))
     d = cfg.data
     dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
                             cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)
@@ -100,30 +159,27 @@ def train(cfg: DictConfig, runtime: dict[str, Any], tracker: Any) -> dict[str, f
     model = models.build(cfg.model.name, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
                          width=cfg.model.width)
     initialize(model, cfg.trainer.init)
-    method = runtime["method_cls"](_resolved_pruner(cfg, tracker), cfg.sparsity, cfg.schedule)
-    masks = MaskSet(model, exclude_first=cfg.pruner.exclude_first, exclude_last=cfg.pruner.exclude_last)
+    method = spec.method_cls(_resolved_pruner(cfg, tracker), cfg.sparsity, cfg.schedule)
+    masks = MaskSet(model, exclude_first=cfg.pruner.exclude_first, exclude_last=cfg.pruner.exclude_last,
+                    exclude=list(cfg.pruner.exclude))
     tracker.log_metrics({rec.NUM_PRUNABLE: masks.num_prunable})
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     channels_last = {"auto": device.type == "cuda" and has_conv, "true": True, "false": False}[
         str(cfg.trainer.channels_last).lower()]
-    loop = LoopConfig(
-        epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
-        eval_every=cfg.trainer.eval_every, seed=cfg.seed, augment=d.augment, progress=cfg.trainer.progress,
-        precision=runtime["precision"], channels_last=channels_last, compile=cfg.trainer.compile,
-        checkpoint_every=cfg.trainer.checkpoint_every,
-        checkpoint_path=runtime["checkpoint"] if cfg.trainer.checkpoint_every else None,
-    )
+    loop = LoopConfig.from_trainer(
+        cfg.trainer, seed=cfg.seed, augment=d.augment, precision=spec.precision, channels_last=channels_last,
+        checkpoint_path=spec.checkpoint if cfg.trainer.checkpoint_every else None)
     flat_params = flatten(OmegaConf.to_container(cfg, resolve=True))
 
     def log_target(metrics: dict, cycle: int, target: float) -> None:
         """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
         check_integrity(masks, target, method.scope)
         tags = {k: v for k, v in base_tags.items() if k != rec.KIND_TAG}
-        tracker.log_child(f"{runtime['identity']}:{target:g}", f"{run_name(cfg, runtime['method_cls'])}-t{target:g}",
+        tracker.log_child(f"{spec.identity}:{target:g}", f"{run_name(cfg, spec.method_cls)}-t{target:g}",
                           {**tags, rec.CYCLE_TAG: str(cycle)}, {**flat_params, rec.SPARSITY_PARAM: str(target)}, metrics,
                           texts={rec.LAYER_DENSITY_ARTIFACT: density_csv(masks)})
 
-    base_tags = runtime["tags"]
+    base_tags = spec.tags
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
                     on_cycle=log_target if _has_targets(cfg) else lambda *a: None)
     engine.ctx.extra["init"] = cfg.trainer.init
@@ -169,13 +225,12 @@ def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
     return OmegaConf.merge(cfg.pruner, {"source": str(path)})
 
 
-def identities(cfg: DictConfig, runtime: dict[str, Any]) -> tuple[str, str, str | None]:
+def identities(cfg: DictConfig, spec: RunSpec) -> tuple[str, str, str | None]:
     """(run identity, group identity, identity under the old whole-config rule or None)."""
-    method_cls = runtime["method_cls"]
+    method_cls = spec.method_cls
     uses = Uses(sparsity=method_cls.uses_sparsity and not _has_targets(cfg), schedule=method_cls.uses_schedule,
                 masks=method_cls.uses_masks)
-    resolved = Resolved(device=runtime["device"].type, precision=runtime["precision"],
-                        data_source=runtime["data_source"])
+    resolved = Resolved(device=spec.device.type, precision=spec.precision, data_source=spec.data_source)
     return run_identity(cfg, uses, resolved), group_identity(cfg, uses, resolved), legacy_identity(cfg, uses, resolved)
 
 
@@ -201,12 +256,11 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     Everything a user can get wrong is checked before the tracker opens a store or a run.
     """
     try:
-        runtime = resolve_runtime(cfg)
+        spec = resolve_runtime(cfg)
         validate(cfg)
     except USER_ERRORS as exc:
         return _fail(None, exc)
-    identity, group, legacy = identities(cfg, runtime)
-    runtime["identity"] = identity
+    identity, group, legacy = identities(cfg, spec)
     tracker: Any = Tracker(cfg.tracking.uri, cfg.tracking.experiment) if cfg.tracking.enabled else NullTracker()
     existing = find_existing(tracker, cfg, identity, legacy)
     if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
@@ -214,15 +268,15 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         tracker.join_profile(existing.info.run_id, cfg.profile)
         return dict(existing.data.metrics)
     resume = existing.info.run_id if existing is not None and not cfg.rerun else None
-    checkpoint = runtime["checkpoint"] = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
+    checkpoint = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
     if checkpoint.is_file() and (cfg.rerun or (tracker.enabled and resume is None)):
         # a checkpoint without a run to resume (rerun, or a new tracking store) starts afresh
         checkpoint.unlink()
     tags = {
         **git_info(),
         rec.TORCH_VERSION_TAG: torch.__version__,
-        rec.DEVICE_TAG: runtime["device"].type,
-        rec.DATA_SOURCE_TAG: runtime["data_source"],
+        rec.DEVICE_TAG: spec.device.type,
+        rec.DATA_SOURCE_TAG: spec.data_source,
         rec.METHOD_TAG: cfg.pruner.name,
         rec.MODEL_TAG: cfg.model.name,
         rec.DATASET_TAG: cfg.data.name,
@@ -233,18 +287,23 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     }
     if _has_targets(cfg):
         tags[rec.KIND_TAG] = rec.KIND_CHAIN  # the report reads the nested per-target runs, not the chain
-    runtime["tags"] = tags
-    tracker.start(identity, run_name(cfg, runtime["method_cls"]), tags, resume_run_id=resume)
+    spec = dataclasses.replace(spec, identity=identity, group=group, checkpoint=checkpoint, tags=tags)
+    tracker.start(identity, run_name(cfg, spec.method_cls), tags, resume_run_id=resume)
     try:
-        tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
-        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), rec.CONFIG_ARTIFACT)
-        final = train(cfg, runtime, tracker)
-    except KeyboardInterrupt:
-        tracker.end("KILLED", "interrupted")
+        with _sigterm_interrupts():
+            tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+            tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), rec.CONFIG_ARTIFACT)
+            final = train(cfg, spec, tracker)
+    except KeyboardInterrupt as exc:
+        with _shielded():
+            tracker.end("KILLED", str(exc) if isinstance(exc, Terminated) else "interrupted")
+        if isinstance(exc, Terminated):
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
     except Exception as exc:  # noqa: BLE001 - every failure ends the run as FAILED with its reason
         return _fail(tracker, exc)
-    tracker.end("FINISHED")
+    with _shielded():
+        tracker.end("FINISHED")
     return final
 
 
@@ -272,4 +331,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m repro.train` goes through the same front door as the repro-train script
+    from repro.cli import gate
+
+    if gate(sys.argv[1:]):
+        main()

@@ -371,7 +371,7 @@ def test_methods_are_registered_and_yaml_names_match():
         assert name in methods.REGISTRY
         cfg = OmegaConf.load(CONF / f"{name}.yaml")
         assert cfg.name == name
-        assert cfg.defaults == [f"schema_{name}" if name != "magnitude_init" else "schema_pruner"]
+        assert cfg.defaults == [f"/schema/pruner/{name if name != 'magnitude_init' else 'base'}@_here_"]
 
 
 def test_bad_knobs_fail_with_one_line_errors():

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from repro.config import ConfigError, register_configs, validate
+from repro.config import ConfigError, LTHConfig, register_configs, validate
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 register_configs()
@@ -22,16 +23,28 @@ def make(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-GROUP_OPTIONS = [(g, o) for g in ("model", "data", "pruner", "schedule", "optim", "tracking", "experiment")
+GROUP_OPTIONS = [(g, o) for g in ("model", "data", "pruner", "schedule", "optim", "tracking", "experiment", "profile")
                  for o in options(g)]
+#: what an option needs besides itself to be a runnable config
+NEEDS = {("pruner", "mask_from"): ["pruner.source=run-id"]}
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = make(f"{group}={option}", "sparsity=0.5")
+    choose = f"+{group}={option}" if group == "profile" else f"{group}={option}"
+    cfg = make(choose, "sparsity=0.5", *NEEDS.get((group, option), []))
     validate(cfg)
     if group in ("model", "data"):
         assert cfg[group].name == option
+
+
+def test_the_schemas_live_outside_the_user_groups():
+    """Hydra lists a group's options in --help and in its errors: schemas must not be among them."""
+    for group in ("model", "data", "pruner", "schedule", "optim", "tracking"):
+        with pytest.raises(ConfigCompositionException) as info:
+            make(f"{group}=nope")
+        assert "schema" not in str(info.value).split("Config search path")[0]
+    assert OmegaConf.get_type(make("pruner=lth").pruner) is LTHConfig  # still checked against its schema
 
 
 def test_defaults():
@@ -69,6 +82,11 @@ def test_unknown_option_fails():
         (["pruner=pmp", "sparsity=0.9", "schedule.start=0.6", "schedule.end=0.4"], "need 0 <= start <= end"),
         (["trainer.device=tpu"], "use auto, cpu or cuda"),
         (["optim.lr_schedule=step"], "use multistep, cosine or constant"),
+        (["trainer.eval_every=0"], "trainer.eval_every=0: evaluate every N >= 1 epochs"),
+        (["data.train_subset=-4990"], "data.train_subset=-4990: train on N >= 0 images"),
+        (["pruner=grasp", "sparsity=0.9", "pruner.temperature=0"], "pruner.temperature=0: use a temperature > 0"),
+        (["optim.momentum=1.0"], "optim.momentum=1: use a momentum in"),
+        (["pruner=mask_from"], "needs pruner.source="),
     ],
 )
 def test_bad_values_get_one_line_errors_naming_the_fix(overrides, message):

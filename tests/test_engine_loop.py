@@ -151,3 +151,15 @@ def test_fp32_turns_off_tf32_convolutions_and_bf16_restores_the_default():
     finally:
         torch.backends.cudnn.allow_tf32 = True  # PyTorch's defaults
         torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def test_loop_config_takes_the_trainers_values_and_the_resolved_ones_win():
+    from omegaconf import OmegaConf
+
+    from repro.config import TrainerConfig
+    from repro.engine import LoopConfig
+
+    trainer = OmegaConf.structured(TrainerConfig(epochs=7, batch_size=33, eval_every=2, precision="auto"))
+    loop = LoopConfig.from_trainer(trainer, seed=5, precision="bf16", channels_last=True, checkpoint_path=None)
+    assert (loop.epochs, loop.batch_size, loop.eval_every, loop.eval_batch_size, loop.seed, loop.precision,
+            loop.channels_last, loop.compile) == (7, 33, 2, 1000, 5, "bf16", True, False)

@@ -51,10 +51,9 @@ def test_pinned_identities(overrides):
     from repro.train import identities, resolve_runtime
 
     cfg = make(*overrides)
-    runtime = resolve_runtime(cfg)
-    runtime["device"] = __import__("torch").device("cpu")
-    runtime["precision"], runtime["data_source"] = "fp32", "official"
-    assert identities(cfg, runtime)[0] == PINNED[overrides]
+    spec = dataclasses.replace(resolve_runtime(cfg), device=__import__("torch").device("cpu"), precision="fp32",
+                               data_source="official")
+    assert identities(cfg, spec)[0] == PINNED[overrides]
 
 
 @dataclasses.dataclass

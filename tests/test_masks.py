@@ -142,3 +142,22 @@ def test_sparsity_denominators():
     assert masks.sparsity() == pytest.approx(masks.num_zeros() / masks.num_prunable)
     assert masks.sparsity_all() == pytest.approx(masks.num_zeros() / total)
     assert masks.sparsity_all() < masks.sparsity()
+
+
+def test_lths_resnet_ticket_excludes_shortcuts_and_output_and_lands_on_72_9_percent_of_weights():
+    """LTH's "Resnet-18" (our resnet20): 270,608 conv and linear weights, of which the 2,560
+    downsample and 640 output weights are never pruned (counted by hand from the widths:
+    16x32 + 32x64 shortcut weights, 64x10 output). Six rounds of 20% over the other 267,408
+    remove 1 - 0.8**6 of them: 197,309 zeros = 72.91% of all weights (LTH: Pm = 27.1%)."""
+    from repro import models
+    from repro.pruning.masks import pruned_count
+
+    model = models.build("resnet20")
+    masks = MaskSet(model, exclude_last=True, exclude=["*downsample*"])
+    assert not any("downsample" in n for n in masks.names) and "fc" not in masks.names
+    assert masks.num_prunable == 270_608 - 16 * 32 - 32 * 64 - 64 * 10
+    zeros = pruned_count(0.737856, masks.num_prunable)
+    magnitudes = [w.detach().abs() for w in masks.weights]
+    masks.prune_to(magnitudes, 0.737856, scope="global")
+    assert masks.num_zeros() == zeros
+    assert masks.sparsity_weights() == pytest.approx(zeros / 270_608) and round(masks.sparsity_weights(), 3) == 0.729

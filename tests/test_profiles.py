@@ -127,9 +127,16 @@ def test_experiment_presets_hold_their_cited_settings():
         "vgg19", "grasp", 0.98, 160, 200.0)
     snip = make("experiment=snip_vgglike")
     assert (snip.model.name, snip.pruner.name, snip.sparsity) == ("vgg_like", "snip", 0.97)
+    # LTH Appendix I.3: 45K/5K, batch 128, wd 1e-4, momentum 0.9, 30K iterations, x0.1 at 20K and 25K,
+    # Glorot init, LR 0.03 warmed up over 20K iterations; 352 steps an epoch on 45K images at batch 128
     r20 = make("experiment=lth_resnet20")
-    assert (r20.model.name, r20.pruner.name, list(r20.pruner.targets), r20.optim.weight_decay, r20.trainer.epochs) == (
-        "resnet20", "lth", GRID, 1e-4, 78)
+    assert (r20.model.name, r20.pruner.name, r20.data.val_size, r20.trainer.batch_size, r20.optim.weight_decay,
+            r20.optim.momentum, r20.optim.lr, r20.trainer.init, list(r20.pruner.exclude), r20.pruner.exclude_last) == (
+        "resnet20", "lth", 5000, 128, 1e-4, 0.9, 0.03, "xavier_normal", ["*downsample*"], True)
+    spe = -(-45_000 // 128)
+    assert spe == 352 and abs(r20.trainer.epochs * spe - 30_000) < spe
+    marks = [round(m * r20.trainer.epochs) * spe for m in r20.optim.milestones]
+    assert all(abs(m - t) < spe for m, t in zip(marks, (20_000, 25_000))) and abs(r20.optim.warmup_epochs * spe - 20_000) < spe
     # LTH, Figure 2 and Appendix G: Adam 1.2e-3, batch 60, 50K iterations (55 epochs of 917 steps on 55K
     # images), 5K validation images, 20% of each hidden layer and 10% of the output layer per round
     l300 = make("experiment=lth_lenet300")

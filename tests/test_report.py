@@ -119,7 +119,7 @@ def test_summarize_flags_runs_at_chance():
 
 def _add_run(client, exp_id, *, method, sparsity=0.0, seed=0, final=None, best=None, status="FINISHED", profile="t",
              commit="abc1234567", start=1_000, costs=None, density=None, history=None, failure=None,
-             model="lenet300", dataset="mnist", tags=None):
+             model="lenet300", dataset="mnist", tags=None, params=None, extra_metrics=None):
     from mlflow.entities import Metric, Param
 
     run_tags = {"method": method, "model": model, "dataset": dataset, "data_source": "official", "profile": profile,
@@ -128,7 +128,7 @@ def _add_run(client, exp_id, *, method, sparsity=0.0, seed=0, final=None, best=N
                             start_time=1_700_000_000_000 + start)
     rid = run.info.run_id
     params = {"sparsity": str(sparsity), "seed": str(seed), "trainer.epochs": "2", "model.width": "1.0",
-              "pruner.name": method, "model.name": model, "data.name": dataset}
+              "pruner.name": method, "model.name": model, "data.name": dataset, **(params or {})}
     metrics = {}
     if final is not None:
         target = 0.0 if method == "dense" else sparsity
@@ -136,6 +136,7 @@ def _add_run(client, exp_id, *, method, sparsity=0.0, seed=0, final=None, best=N
     if best is not None:
         metrics["best_test_acc"] = best
     metrics.update(costs or {})
+    metrics.update(extra_metrics or {})
     client.log_batch(rid, params=[Param(k, v) for k, v in params.items()],
                      metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
     for step, (acc, sp) in enumerate(history or [], start=1):

@@ -13,9 +13,10 @@ flat index is kept), which makes selection deterministic.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,12 +47,15 @@ class Layer:
 class MaskSet:
     """The prunable layers of a model and their masks (1 = kept, 0 = pruned)."""
 
-    def __init__(self, model: nn.Module, *, exclude_first: bool = False, exclude_last: bool = False) -> None:
+    def __init__(self, model: nn.Module, *, exclude_first: bool = False, exclude_last: bool = False,
+                 exclude: Sequence[str] = ()) -> None:
         layers = [Layer(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
         if exclude_first:
             layers = layers[1:]
         if exclude_last:
             layers = layers[:-1]
+        # layers named by a pattern are never pruned (LTH keeps ResNet shortcuts dense: '*downsample*')
+        layers = [layer for layer in layers if not any(fnmatch.fnmatchcase(layer.name, pat) for pat in exclude)]
         if not layers:
             raise ValueError("the model has no prunable Conv2d/Linear weights left")
         for layer in layers:
@@ -86,6 +90,12 @@ class MaskSet:
     def sparsity(self) -> float:
         """Fraction of prunable weights that are masked."""
         return self.num_zeros() / self.num_prunable
+
+    def sparsity_weights(self) -> float:
+        """Masked weights over every Conv2d/Linear weight, pruned or not (LTH's denominator:
+        biases and BN excluded, layers kept dense included)."""
+        total = sum(m.weight.numel() for m in self.model.modules() if isinstance(m, PRUNABLE_TYPES))
+        return self.num_zeros() / total
 
     def sparsity_all(self) -> float:
         """Masked weights over all model parameters (biases, BN and unpruned layers included)."""

@@ -14,13 +14,18 @@ import numpy as np
 import pandas as pd
 
 from repro import records
-from repro.report.reading import BASE_KEYS, GROUP_BY, GROUP_COLUMN, GROUP_KEYS
+from repro.report.reading import BASE_KEYS, GROUP_BY, GROUP_COLUMN, GROUP_KEYS, RECIPE_PARAMS
 from repro.report.stats import NAN, difference, t_interval
 
 #: classes per dataset, for the chance level
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 #: how many characters of a group tag the table shows (enough to tell groups apart by eye)
 GROUP_SHORT = 8
+#: methods whose point is to prune gradually, during training (a mask updated many times)
+GRADUAL_METHODS = ("pmp", "gmp")
+#: fewer mask updates than this and a gradual method is one-shot pruning in disguise
+MIN_MASK_UPDATES = 3
+ONE_SHOT_NOTE = f"fewer than {MIN_MASK_UPDATES} mask updates: one-shot pruning in disguise"
 
 
 def cost_columns(df: pd.DataFrame) -> list[str]:
@@ -31,6 +36,19 @@ def cost_columns(df: pd.DataFrame) -> list[str]:
 def _with_group(df: pd.DataFrame) -> pd.DataFrame:
     """Frames built without the group column (older callers, tests) have an empty group tag."""
     return df if GROUP_COLUMN in df.columns else df.assign(**{GROUP_COLUMN: ""})
+
+
+def recipe(g: pd.DataFrame) -> str:
+    """The group's recipe (optimizer, LR, batch size, validation split) as ``param=value`` text.
+
+    Two methods are compared head to head only where these texts are equal; a group whose
+    runs disagree on a value shows every value (``a|b``) and so matches no single-recipe group.
+    """
+    parts = []
+    for col, param in RECIPE_PARAMS.items():
+        values = sorted({str(v) for v in g[col]}) if col in g else [""]
+        parts.append(f"{param}={'|'.join(values)}")
+    return " ".join(parts)
 
 
 def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str], dense_methods: Sequence[str],
@@ -52,6 +70,8 @@ def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str
         sizes = sorted({int(v) for v in g.get(f"{split}_subset", pd.Series(dtype=float)).dropna() if v > 0})
         if sizes:
             notes.append(f"{split} subset of {', '.join(map(str, sizes))} images")
+    if row["method"] in GRADUAL_METHODS and row["mask_updates_mean"] < MIN_MASK_UPDATES:  # NaN (not logged): no note
+        notes.append(ONE_SHOT_NOTE)
     collapsed = int((g["layer_collapse"] > 0).sum())
     if collapsed:
         notes.append(f"layer collapse in {collapsed}/{len(g)} runs")
@@ -89,7 +109,8 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
             "best_n": best.n, "best_mean": best.mean, "best_std": best.std, "best_lo": best.lo, "best_hi": best.hi,
             "sparsity_mean": g["final_sparsity"].mean() * 100.0, "sparsity_all_mean": g["final_sparsity_all"].mean() * 100.0,
             "commits": " ".join(c[:10] for c in commits), "run_ids": " ".join(g["run_id"]),
-            "_final_by_seed": dict(zip(g["seed"], g["final_acc"])),
+            "mask_updates_mean": g["mask_updates"].mean() if "mask_updates" in g else NAN,
+            "_final_by_seed": dict(zip(g["seed"], g["final_acc"])), "_recipe": recipe(g),
         })
         for c in costs:
             row[c] = g[c].mean()
@@ -140,7 +161,8 @@ def _dense_for(groups: pd.DataFrame, row: pd.Series, dense_methods: Sequence[str
 def add_dense_deltas(groups: pd.DataFrame, confidence: float, dense_methods: Sequence[str],
                      costs: Sequence[str]) -> pd.DataFrame:
     """Delta to the matching dense group (paired by seed where possible) and cost ratios to it."""
-    cols: dict[str, list] = {k: [] for k in ("delta_mean", "delta_lo", "delta_hi", "delta_n", "delta_kind")}
+    cols: dict[str, list] = {k: [] for k in ("delta_mean", "delta_std", "delta_lo", "delta_hi", "delta_n",
+                                             "delta_kind")}
     ratios: dict[str, list] = {f"{c}_ratio": [] for c in costs}
     for i, row in groups.iterrows():
         base, note = (None, "") if row["method"] in dense_methods else _dense_for(groups, row, dense_methods)
@@ -153,6 +175,7 @@ def add_dense_deltas(groups: pd.DataFrame, confidence: float, dense_methods: Seq
             continue
         d = difference(row["_final_by_seed"], base["_final_by_seed"], confidence)
         cols["delta_mean"].append(d.mean)
+        cols["delta_std"].append(d.std)  # paired: std of the differences; unpaired: Welch standard error
         cols["delta_lo"].append(d.lo)
         cols["delta_hi"].append(d.hi)
         cols["delta_n"].append(d.n)

@@ -1,9 +1,12 @@
 """Claims: the paper's and the literature's numbers (conf/references.csv) beside our groups.
 
 A reference is matched to groups by model, dataset, method and sparsity, then judged by
-the verdict rule of :mod:`repro.report.stats`. Whatever keeps a reference and a group from
-comparing like for like (epochs, architecture, metric, denominator, data) becomes a note
-next to the verdict instead of being hidden in it.
+the rules of :mod:`repro.report.decide` (at least 3 seeds; the t-interval against
+``x +- tol`` for "at least x" and "equal to x"; an equivalence test for "within d pp of
+dense"), which also say why and how many seeds would decide an inconclusive verdict.
+Whatever keeps a reference and a group from comparing like for like (epochs,
+architecture, metric, denominator, data) becomes a note next to the verdict instead of
+being hidden in it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from repro.report.aggregate import GROUP_SHORT, lookalikes
+from repro.report.decide import Decision, decide_equivalence, decide_interval
 from repro.report.reading import GROUP_COLUMN
-from repro.report.stats import NAN, NO_RUNS, Stats, combine, verdict
+from repro.report.stats import NAN, NO_RUNS, Stats, combine
 from repro.tracking import PROJECT_ROOT
 
 DEFAULT_REFERENCES = PROJECT_ROOT / "conf" / "references.csv"
@@ -98,7 +102,7 @@ def like_for_like(ref: pd.Series, group: pd.Series, used: str) -> list[str]:
 def _ours(ref: pd.Series, g: pd.Series) -> tuple[str, Stats, list[str]]:
     """(metric used, our statistics, notes on them) for one reference and one matching group."""
     if ref["kind"] == "claim_delta_vs_dense":
-        s = Stats(int(g["delta_n"]) if np.isfinite(g["delta_n"]) else 0, g["delta_mean"], NAN,
+        s = Stats(int(g["delta_n"]) if np.isfinite(g["delta_n"]) else 0, g["delta_mean"], g.get("delta_std", NAN),
                   g["delta_lo"], g["delta_hi"], g["delta_kind"] or "none")
         extra = [] if g["delta_kind"] else ["no dense run to compare with"]
         if g["delta_kind"] == "unpaired":
@@ -111,7 +115,14 @@ def _ours(ref: pd.Series, g: pd.Series) -> tuple[str, Stats, list[str]]:
     return used, s, []
 
 
-def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5) -> pd.DataFrame:
+def decide(ref: pd.Series, s: Stats, tol: float, confidence: float = 0.95) -> Decision:
+    """The rule for this reference: equivalence (TOST) for "within d of dense", else the interval rule."""
+    if ref["kind"] == "claim_delta_vs_dense" and ref["direction"] == "two_sided":
+        return decide_equivalence(s, ref["accuracy"], tol, confidence)
+    return decide_interval(s, ref["accuracy"], tol, ref["direction"], confidence)
+
+
+def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5, confidence: float = 0.95) -> pd.DataFrame:
     """One row per (reference, matching group), plus an overall row per range claim; verdicts included."""
     rows = []
     twins = lookalikes(groups)
@@ -131,15 +142,15 @@ def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5) ->
             row = {**base, "data_source": g["data_source"], "target": g["target"], "epochs": g["epochs"],
                    "width": g["width"], GROUP_COLUMN: g.get(GROUP_COLUMN, "")}
             used, s, extra = _ours(ref, g)
-            v = verdict(s.lo, s.hi, ref["accuracy"], tol, ref["direction"])
-            if s.n < 2:
-                extra.append("fewer than two seeds: no interval")
+            dec = decide(ref, s, tol, confidence)
+            v = dec.verdict
             if twins.get(idx, False):
                 extra.append(f"run group {row[GROUP_COLUMN][:GROUP_SHORT] or '(none)'} of several with the same "
                              "columns: their runs differ in settings the table does not show")
             verdicts.append(v)
             row.update({"metric_used": used, "n": s.n, "ours": s.mean, "ours_lo": s.lo, "ours_hi": s.hi,
-                        "pairing": s.kind, "delta_pp": s.mean - ref["accuracy"], "verdict": v,
+                        "pairing": s.kind, "delta_pp": s.mean - ref["accuracy"], "test": dec.test, "verdict": v,
+                        "reason": dec.reason, "seeds_needed": dec.seeds_needed,
                         "notes": extra + like_for_like(ref, g, used)})
             rows.append(row)
         if ref["kind"] == "claim_delta_vs_dense":
@@ -147,9 +158,8 @@ def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5) ->
                          "notes": [f"overall over {len(verdicts)} target(s) in range: all must be reproduced"],
                          "metric_used": "final", "scope": "overall"})
     out = pd.DataFrame(rows)
-    if "scope" not in out.columns:
-        out["scope"] = ""
-    out["scope"] = out["scope"].fillna("")
+    for c in ("scope", "test", "reason", "seeds_needed"):
+        out[c] = out[c].fillna("") if c in out.columns else ""
     return out
 
 

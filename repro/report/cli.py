@@ -1,7 +1,7 @@
 """``repro-report``: parse the command line, run the report's steps in order, say what was written.
 
 Thin on purpose: each step is one call into its module (reading, aggregate, claims, plots,
-render, logging_run), so the order of the steps is readable here at a glance.
+relative, pivot via render, logging_run), so the order of the steps is readable here at a glance.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ from repro.report.aggregate import cost_columns, summarize
 from repro.report.claims import DEFAULT_REFERENCES, compare, load_references, references_for
 from repro.report.logging_run import log_report_run
 from repro.report.reading import fetch_runs, split_runs, tidy
+from repro.report.relative import RELATIVE_COLUMNS, relative_claims
 from repro.report.render import provenance, safe_uri, write_csvs, write_markdown
 from repro.report.stats import NO_RUNS
 from repro.tracking import resolve_uri
@@ -28,14 +29,25 @@ from repro.tracking import resolve_uri
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``repro-report``."""
-    p = argparse.ArgumentParser(prog="repro-report", description="MLflow runs -> results/<profile>/: a table beside "
-                                "the paper's and the literature's numbers, plots, and a report run in MLflow.")
+    p = argparse.ArgumentParser(
+        prog="repro-report", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="MLflow runs -> results/<profile>/: a table beside the paper's and the literature's numbers, "
+                    "plots, and a report run in MLflow.",
+        epilog="Reads: runs of --experiment (repro) from --tracking-uri, else $MLFLOW_TRACKING_URI, else\n"
+               "sqlite:///mlflow.db in the working directory (the store repro-train writes); with --profile, only\n"
+               "runs tagged profile=NAME (or reused by that profile's sweep).\n"
+               "Writes: results/PROFILE/ (results/all without --profile; --out elsewhere): table.md, table.csv,\n"
+               "claims.csv, relative.csv and PNG plots, plus (unless --no-log) one MLflow run tagged kind=report\n"
+               "in the same store.\n"
+               "Example: repro-train -m +profile=quick && repro-report --profile quick")
     p.add_argument("--tracking-uri", default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--experiment", default="repro", help="MLflow experiment (default: repro)")
     p.add_argument("--profile", default=None, help="only runs with this `profile` tag (default: all runs)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<profile>)")
     p.add_argument("--references", type=Path, default=DEFAULT_REFERENCES, help="references CSV")
     p.add_argument("--tolerance", type=float, default=0.5, help="tolerance in accuracy points (default 0.5)")
+    p.add_argument("--relative-tolerance", type=float, default=None,
+                   help="margin in accuracy points of 'PMP at least as accurate as X' (default: --tolerance)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence of the t-intervals (default 0.95)")
     p.add_argument("--dense-method", action="append", default=None,
                    help="method name(s) of the dense baseline (default: dense); repeatable")
@@ -54,6 +66,7 @@ class Report:
     left_out: pd.DataFrame
     files: list[Path]
     report_run_id: str | None
+    relative: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RELATIVE_COLUMNS))
 
 
 def _draw_plots(uri: str, out: Path, dense_methods: Sequence[str], **data: pd.DataFrame) -> list[Path]:
@@ -95,7 +108,10 @@ def make_report(argv: Sequence[str] | None = None) -> Report:
     groups = summarize(runs, args.confidence, dense_methods, dupes)
     costs = cost_columns(runs)
     refs = load_references(args.references)
-    claims = compare(refs, groups, args.tolerance) if not refs.empty else pd.DataFrame()
+    claims = compare(refs, groups, args.tolerance, args.confidence) if not refs.empty else pd.DataFrame()
+    if args.relative_tolerance is None:
+        args.relative_tolerance = args.tolerance
+    relative = relative_claims(groups, args.relative_tolerance, args.confidence, dense_methods, costs)
     if not groups.empty:
         groups["references"] = references_for(groups, claims)
 
@@ -104,17 +120,18 @@ def make_report(argv: Sequence[str] | None = None) -> Report:
         plots = _draw_plots(uri, out, dense_methods, groups=groups, refs=refs, runs=runs)
 
     prov = provenance(args, uri, runs, argv)
-    files = write_csvs(out, groups, claims)
+    files = write_csvs(out, groups, claims, relative)
     md = out / "table.md"
-    write_markdown(md, prov, groups, claims, left, plots, costs, args, len(dupes))
+    write_markdown(md, prov, groups, claims, left, plots, costs, args, len(dupes), relative, refs, dense_methods)
     files = [md, *files, *plots]
     run_id = None
     if not args.no_log:
         params = {"profile": args.profile or "(all)", "experiment": args.experiment, "tolerance_pp": args.tolerance,
-                  "confidence": args.confidence, "runs_used": len(runs), "runs_left_out": len(left),
+                  "relative_tolerance_pp": args.relative_tolerance, "confidence": args.confidence,
+                  "runs_used": len(runs), "runs_left_out": len(left),
                   "references": str(args.references)}
-        run_id = log_report_run(uri, args.experiment, args.profile, files, params, claims)
-    return Report(out, groups, claims, left, files, run_id)
+        run_id = log_report_run(uri, args.experiment, args.profile, files, params, claims, relative)
+    return Report(out, groups, claims, left, files, run_id, relative)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = make_report(argv)
     n_claims = 0 if report.claims.empty else int((report.claims["verdict"] != NO_RUNS).sum())
     print(f"wrote {report.out / 'table.md'} ({len(report.groups)} group(s), {n_claims} reference comparison(s), "
-          f"{len(report.left_out)} run(s) left out, {len(report.files) - 3} plot(s))"
+          f"{len(report.relative)} PMP-vs-other comparison(s), {len(report.left_out)} run(s) left out, "
+          f"{len(report.files) - 4} plot(s))"
           + (f"; logged as MLflow run {report.report_run_id}" if report.report_run_id else ""))
     return 0
 

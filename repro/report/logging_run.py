@@ -18,10 +18,12 @@ from repro.tracking import git_info
 
 #: the report run's metric per verdict: claims_reproduced, claims_not_reproduced, ...
 CLAIMS_METRIC_PREFIX = "claims_"
+#: the same for the PMP-vs-other comparisons: relative_reproduced, ...
+RELATIVE_METRIC_PREFIX = "relative_"
 
 
 def log_report_run(uri: str, experiment: str, profile: str | None, files: Sequence[Path], params: dict[str, Any],
-                   claims: pd.DataFrame) -> str | None:
+                   claims: pd.DataFrame, relative: pd.DataFrame | None = None) -> str | None:
     """Log the report's files as an MLflow run tagged kind=report (later reports skip it)."""
     from mlflow.tracking import MlflowClient
 
@@ -34,11 +36,12 @@ def log_report_run(uri: str, experiment: str, profile: str | None, files: Sequen
     try:
         for k, v in params.items():
             client.log_param(run.info.run_id, k, str(v))
-        if not claims.empty:
-            counts = claims["verdict"].value_counts()
+        for prefix, table in ((CLAIMS_METRIC_PREFIX, claims), (RELATIVE_METRIC_PREFIX, relative)):
+            if table is None or table.empty:
+                continue
+            counts = table["verdict"].value_counts()
             for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NO_RUNS):
-                client.log_metric(run.info.run_id, f"{CLAIMS_METRIC_PREFIX}{v.replace(' ', '_')}",
-                                  float(counts.get(v, 0)))
+                client.log_metric(run.info.run_id, f"{prefix}{v.replace(' ', '_')}", float(counts.get(v, 0)))
         for f in files:
             client.log_artifact(run.info.run_id, str(f))
     except Exception:

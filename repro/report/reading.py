@@ -29,6 +29,14 @@ GROUP_COLUMN = "group"
 GROUP_BY = [*GROUP_KEYS, GROUP_COLUMN]
 #: what a dense baseline must share with a pruned group
 BASE_KEYS = ["model", "dataset", "data_source", "epochs", "width"]
+#: tidy column -> config param of the recipe two methods must share to be compared head to head
+#: (claim_relative); a param a run did not log reads as "" (two such runs count as the same)
+RECIPE_PARAMS = {
+    "optim_name": records.OPTIM_NAME_PARAM,
+    "optim_lr": records.OPTIM_LR_PARAM,
+    "batch_size": records.BATCH_SIZE_PARAM,
+    "val_size": records.VAL_SIZE_PARAM,
+}
 #: run kinds that are not results: earlier reports, LTH chains (their targets are nested runs)
 SKIPPED_KINDS = (records.KIND_REPORT, records.KIND_CHAIN)
 
@@ -115,9 +123,12 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
         "final_sparsity": _num(raw, _metric(r.FINAL_SPARSITY)),
         "final_sparsity_all": _num(raw, _metric(r.FINAL_SPARSITY_ALL)),
         "layer_collapse": _num(raw, _metric(r.LAYER_COLLAPSE)),
+        "mask_updates": _num(raw, _metric(r.MASK_UPDATES)),
         "train_subset": _num(raw, _param(r.TRAIN_SUBSET_PARAM)),
         "test_subset": _num(raw, _param(r.TEST_SUBSET_PARAM)),
     })
+    for col, param in RECIPE_PARAMS.items():
+        df[col] = _col(raw, _param(param)).fillna("").astype(str)
     cost = _metric(r.COST_PREFIX)
     for c in raw.columns:
         if c.startswith(cost):

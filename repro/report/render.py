@@ -1,4 +1,4 @@
-"""Rendering: groups, claims and left-out runs -> table.md, table.csv and claims.csv.
+"""Rendering: groups, claims, relative claims and left-out runs -> table.md and the CSVs.
 
 Formatting only: every number has been computed by the modules before, so the markdown and
 the CSVs cannot disagree. The provenance header (command, commit, date, machine, tracking)
@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 
 from repro import records
+from repro.report import pivot
 from repro.report.aggregate import GROUP_SHORT, lookalikes
+from repro.report.decide import MAX_SEEDS, MIN_SEEDS, NO_NUMBER
 from repro.report.reading import GROUP_COLUMN
+from repro.report.relative import RELATIVE_COLUMNS, unmatched
 from repro.report.stats import NAN, NO_RUNS
 from repro.tracking import git_info
 
@@ -87,7 +90,8 @@ def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
 def claims_markdown(claims: pd.DataFrame) -> str:
     """The claims table: one row per reference and matching group, and the overall rows of range claims."""
     header = ["id", "source", "method", "model", "data", "ref sparsity %", "our target %", "epochs", "reference",
-              "ours (metric, n)", "95% CI", "Δ pp", "tol pp", "test", "verdict", "verified", "notes"]
+              "ours (metric, n)", "95% CI", "Δ pp", "tol pp", "test", "verdict", "why", "seeds needed", "verified",
+              "notes"]
     rows = []
     for _, c in claims.iterrows():
         ref_s = _f(100 * c["ref_sparsity"], 2) if np.isfinite(c["ref_sparsity"]) else "?"
@@ -98,13 +102,40 @@ def claims_markdown(claims: pd.DataFrame) -> str:
         if c.get("scope") == "overall" or c["verdict"] == NO_RUNS:
             ours = f"{int(c['n'])} target(s)" if c.get("scope") == "overall" else ""
             rows.append([c["id"], c["source"], c["method"], c["model"], "", ref_s, "", "", reference, ours, "", "",
-                         _f(c["tolerance_pp"]), c["direction"], f"**{c['verdict']}**", c["verified"], "; ".join(c["notes"])])
+                         _f(c["tolerance_pp"]), c["direction"], f"**{c['verdict']}**", "", "", c["verified"],
+                         "; ".join(c["notes"])])
             continue
         ours = f"{_f(c['ours'])} ({'Δ vs dense, ' + c['pairing'] if is_delta else c['metric_used']}, n={int(c['n'])})"
         rows.append([c["id"], c["source"], c["method"], c["model"], c["data_source"], ref_s, f"{100 * c['target']:g}",
                      f"{c['epochs']:g}", reference, ours, _ci(c["ours_lo"], c["ours_hi"]), _signed(c["delta_pp"]),
-                     _f(c["tolerance_pp"]), c["direction"], f"**{c['verdict']}**", c["verified"], "; ".join(c["notes"])])
+                     _f(c["tolerance_pp"]), f"{c['direction']}: {c.get('test', '')}", f"**{c['verdict']}**",
+                     c.get("reason", ""), c.get("seeds_needed", ""), c["verified"], "; ".join(c["notes"])])
     return markdown_table(header, rows)
+
+
+def relative_markdown(relative: pd.DataFrame) -> str:
+    """The claim_relative table: PMP minus each other method, paired by seed, one row per pair of groups."""
+    header = ["model", "data", "epochs", "target %", "PMP vs", "n pairs", "PMP %", "other %", "PMP − other pp (± std)",
+              "one-sided bounds", "margin pp", "verdict", "why", "seeds needed", "cost × PMP", "notes"]
+    rows = []
+    for _, r in relative.iterrows():
+        rows.append([r["model"], f"{r['dataset']}/{r['data_source']}", f"{r['epochs']:g}", f"{100 * r['target']:g}",
+                     r["other"], int(r["n"]), _f(r["pmp_mean"]), _f(r["other_mean"]), _pm(r["diff_mean"], r["diff_std"]),
+                     _ci(r["lower"], r["upper"]), _f(r["tolerance_pp"]), f"**{r['verdict']}**", r["reason"],
+                     r["seeds_needed"], _f(r["cost_ratio"]), "; ".join(r["notes"])])
+    return markdown_table(header, rows)
+
+
+def paper_table_markdown(groups: pd.DataFrame, refs: pd.DataFrame, dense_methods: Sequence[str]) -> str:
+    """The paper-style pivot of :mod:`repro.report.pivot`: one table per block, footnotes under it."""
+    if groups.empty:
+        return "_No finished runs._"
+    parts: list[str] = []
+    for heading, header, rows, notes in pivot.blocks(groups, refs, dense_methods):
+        parts += [f"### {heading}", "", markdown_table(header, rows)]
+        parts += ["", *[f"- {n}" for n in notes]] if notes else []
+        parts.append("")
+    return "\n".join(parts).rstrip("\n")
 
 
 def left_out_markdown(left: pd.DataFrame) -> str:
@@ -134,16 +165,54 @@ def provenance(args: argparse.Namespace, uri: str, runs: pd.DataFrame, argv: Seq
     }
 
 
+CLAIMS_RULE = (
+    "Tolerance: {tol:g} pp unless the reference row sets its own (`tolerance_pp`). Every verdict needs at least "
+    "{min_n} seeds (fewer: inconclusive, \"n=<n> < {min_n} seeds\"). `at_least` x — reproduced if the lower "
+    "bound of the {conf:.0%} t-interval of our mean ≥ x − tol, not reproduced if its upper bound < x − tol; "
+    "`two_sided` x — reproduced if the interval lies inside x ± tol, not reproduced if it lies wholly outside. "
+    "\"Within d pp of dense\" claims (`claim_delta_vs_dense`, two_sided) are an equivalence test (TOST) on the "
+    "seed-paired differences to our dense runs: reproduced if the {inner:.0%} t-interval lies inside (x − d, x + d), "
+    "not reproduced if the {conf:.0%} interval lies wholly outside (unpaired differences: inconclusive). Anything "
+    "else is inconclusive; *seeds needed* is then the smallest n (≥ {min_n}) whose t-interval half-width, at the "
+    "observed std and t with n − 1 degrees of freedom, would put the interval clear of the nearest boundary at the "
+    "observed mean (`{no_number}` when the mean sits on a boundary or more than {max_n} would be needed). The metric "
+    "compared is our best-epoch accuracy when the reference reports a best epoch, else our final accuracy. Rows "
+    "whose notes are not empty do not compare like for like."
+)
+
+RELATIVE_RULE = (
+    "PMP against every other method of ours (`claim_relative`: \"PMP at least as accurate as X\"), where the groups "
+    "share model, dataset, data source, epochs (per round for LTH: its nested target runs at the same sparsity), "
+    "width, target sparsity (dense: any) and recipe (`optim.name`, `optim.lr`, `trainer.batch_size`, "
+    "`data.val_size`). Runs are paired by seed; for the paired differences PMP − X (mean m, std s, n pairs) the "
+    "one-sided {conf:.0%} bounds are m ∓ t(n − 1) · s / √n with t the one-sided {conf:.0%} quantile (two-sided "
+    "{inner:.0%}). Verdict with margin {tol:g} pp: reproduced if the lower bound > −{tol:g}, not reproduced if the "
+    "upper bound < −{tol:g}, else (and with fewer than {min_n} pairs) inconclusive; seeds needed as above, at the "
+    "one-sided level. Against LTH, *cost × PMP* is LTH's `cost_train_flops` over PMP's."
+)
+
+
 def write_markdown(path: Path, prov: dict[str, str], groups: pd.DataFrame, claims: pd.DataFrame, left: pd.DataFrame,
-                   plots: Sequence[Path], costs: Sequence[str], args: argparse.Namespace, n_dupes: int) -> None:
-    """table.md: provenance, results, claims with the verdict rule spelled out, left-out runs, plots."""
+                   plots: Sequence[Path], costs: Sequence[str], args: argparse.Namespace, n_dupes: int,
+                   relative: pd.DataFrame | None = None, refs: pd.DataFrame | None = None,
+                   dense_methods: Sequence[str] = ("dense",)) -> None:
+    """table.md: provenance, the paper-style table, results per group, claims and relative claims with the
+    verdict rules spelled out, left-out runs, plots."""
+    inner = max(0.0, 2 * args.confidence - 1)
+    rule = {"conf": args.confidence, "inner": inner, "min_n": MIN_SEEDS, "max_n": MAX_SEEDS,
+            "no_number": NO_NUMBER}
     parts = [f"# Reproduction report: profile `{args.profile or '(all)'}`", ""]
     parts += [f"- **{k}**: {v}" for k, v in prov.items()]
     if not groups.empty:
         epochs = ", ".join(f"{e:g}" for e in sorted(groups["epochs"].dropna().unique()))
         sources = ", ".join(sorted(set(groups["data_source"])))
         parts += [f"- **epochs used** (trainer.epochs): {epochs}", f"- **data sources**: {sources}"]
-    parts += ["", "## Results", "",
+    parts += ["", "## The table", "",
+              "Final test accuracy in %, mean ± sample std (n seeds), per method and target sparsity; one table per "
+              "model, dataset, data source and epochs. Starred numbers (\\*) are the paper's or the literature's, "
+              "from `conf/references.csv`: the footnote under each table names the reference.", ""]
+    parts.append(paper_table_markdown(groups, refs if refs is not None else pd.DataFrame(), dense_methods))
+    parts += ["", "## Results per group", "",
               "Accuracies are test accuracy in %, over seeds: mean ± sample std, and the 95% Student-t interval of the "
               f"mean (confidence {args.confidence:g}). *final* is the last epoch (the headline); *best* is the best "
               "epoch on the final mask. Sparsity is measured at the end, over prunable weights / over all parameters. "
@@ -151,13 +220,7 @@ def write_markdown(path: Path, prov: dict[str, str], groups: pd.DataFrame, claim
               + (" Cost columns show the mean and, in brackets, the ratio to the matching dense run (one dense "
                  "training cycle)." if costs else ""), ""]
     parts.append(groups_markdown(groups, costs) if not groups.empty else "_No finished runs._")
-    parts += ["", "## Claims and literature numbers", "",
-              f"Tolerance: {args.tolerance:g} pp unless the reference row sets its own (`tolerance_pp`). Verdict: "
-              "`at_least` — reproduced if the lower CI bound ≥ reference − tol, not reproduced if the upper bound < "
-              "reference − tol; `two_sided` — reproduced if the CI lies inside reference ± tol, not reproduced if it "
-              "lies wholly outside; otherwise, or with fewer than two seeds, inconclusive. The metric compared is our "
-              "best-epoch accuracy when the reference reports a best epoch, else our final accuracy. Delta claims "
-              "compare with our own dense runs. Rows whose notes are not empty do not compare like for like.", ""]
+    parts += ["", "## Claims and literature numbers", "", CLAIMS_RULE.format(tol=args.tolerance, **rule), ""]
     if claims.empty:
         parts.append("_No references loaded._")
     else:
@@ -167,6 +230,15 @@ def write_markdown(path: Path, prov: dict[str, str], groups: pd.DataFrame, claim
         if len(missing):
             parts += ["", "References without matching finished runs (model, dataset, method and sparsity): "
                       + ", ".join(f"`{i}`" for i in missing) + "."]
+    relative = relative if relative is not None else pd.DataFrame(columns=RELATIVE_COLUMNS)
+    tol = getattr(args, "relative_tolerance", None)
+    tol = args.tolerance if tol is None else tol
+    parts += ["", "## PMP against the others, paired by seed", "", RELATIVE_RULE.format(tol=tol, **rule), ""]
+    parts.append(relative_markdown(relative) if not relative.empty else "_No PMP group has another method's group "
+                                                                        "with the same setting and recipe._")
+    alone = unmatched(groups, relative)
+    if alone:
+        parts += ["", "PMP groups without another method under the same setting and recipe: " + "; ".join(alone) + "."]
     parts += ["", "## Left out of the numbers", ""]
     if left.empty:
         parts.append("None: every run of this profile finished.")
@@ -187,8 +259,9 @@ def _drop_empty_group(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def write_csvs(out: Path, groups: pd.DataFrame, claims: pd.DataFrame) -> list[Path]:
-    """table.csv and claims.csv: every column of the groups and claims, notes joined by '; '."""
+def write_csvs(out: Path, groups: pd.DataFrame, claims: pd.DataFrame,
+               relative: pd.DataFrame | None = None) -> list[Path]:
+    """table.csv, claims.csv and relative.csv: every column of the groups and claims, notes joined by '; '."""
     table = groups.drop(columns=[c for c in groups.columns if c.startswith("_")], errors="ignore").copy()
     table = _drop_empty_group(table)
     if "notes" in table:
@@ -196,9 +269,12 @@ def write_csvs(out: Path, groups: pd.DataFrame, claims: pd.DataFrame) -> list[Pa
     claims = _drop_empty_group(claims.copy())
     if "notes" in claims:
         claims["notes"] = claims["notes"].map(lambda n: "; ".join(n) if isinstance(n, list) else "")
-    paths = [out / "table.csv", out / "claims.csv"]
+    paths = [out / "table.csv", out / "claims.csv", out / "relative.csv"]
     table.to_csv(paths[0], index=False)
     claims.to_csv(paths[1], index=False)
+    rel = (relative if relative is not None else pd.DataFrame(columns=RELATIVE_COLUMNS)).copy()
+    rel["notes"] = rel["notes"].map(lambda n: "; ".join(n) if isinstance(n, list) else "")
+    rel.to_csv(paths[2], index=False)
     return paths
 
 

@@ -1,10 +1,9 @@
-"""The one training loop: train/evaluate per epoch, call the method's hooks, checkpoint, resume.
+"""The one training loop: train per epoch, call the method's hooks, run the cycles.
 
 The loop knows nothing about particular pruning methods or about MLflow: methods plug in
 through :class:`repro.pruning.methods.Method` hooks, and metrics leave through the
-``on_epoch`` callback. Checkpoints are written atomically at epoch ends; every epoch's
-data order and augmentation are a function of (seed, epoch), so a resumed run replays
-exactly what an uninterrupted one would have done (on CPU).
+``on_epoch`` callback. Evaluation, the LR schedule and checkpoints live in their own
+modules of :mod:`repro.engine`; this one holds the loop, its state and the cost of a run.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from repro import records as rec
 from repro.cost import forward_flops, layer_macs, training_flops
-from repro.data import Batches, Dataset, Normalizer, Split, eval_batches
+from repro.data import Batches, Dataset, Normalizer
+from repro.engine import checkpoint as ckpt_io
+from repro.engine.evaluation import epoch_means, evaluate, headline
+from repro.engine.lr import lr_factor
 from repro.optim import make_optimizer, masks_its_update
 from repro.pruning.masks import MaskSet
 from repro.pruning.methods import Context, Method
-from repro.records import MASK_UPDATES
 
 log = logging.getLogger(__name__)
 
@@ -52,104 +53,11 @@ class LoopState:
     density_log: list[tuple[int, list[float]]] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda but no CUDA device is available: use trainer.device=cpu or auto")
-    return torch.device(name)
-
-
-def initialize(model: nn.Module, scheme: str, *, redraw: bool = False) -> None:
-    """Re-initialise conv/linear weights (biases to zero; BN to 1/0) by ``scheme``.
-
-    ``default`` keeps the initialisation PyTorch's constructors drew; with ``redraw=True``
-    (a fresh init of a built model, e.g. ``mask_from`` with ``init=random``) it draws it again
-    through each module's ``reset_parameters``.
-    """
-    if scheme == "default":
-        if redraw:
-            for m in model.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)):
-                    m.reset_parameters()
-        return
-    init = {"kaiming_normal": nn.init.kaiming_normal_, "xavier_normal": nn.init.xavier_normal_}[scheme]
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            init(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def lr_factor(optim: Any, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
-    """LR multiplier as a pure function of the step: warmup, then multistep/cosine/constant.
-
-    Multistep milestones are fractions of the run rounded to whole epochs.
-    """
-    total = steps_per_epoch * epochs
-    warm = optim.warmup_epochs * steps_per_epoch
-    marks = [max(1, math.floor(m * epochs + 0.5)) * steps_per_epoch for m in optim.milestones]
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if optim.lr_schedule == "multistep":
-            return optim.gamma ** sum(step >= m for m in marks)
-        if optim.lr_schedule == "cosine":
-            t = (step - warm) / max(1, total - warm)
-            return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
-        return 1.0
-
-    return factor
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int,
-             prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a split, in eval mode."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=split.images.device)
-    correct = torch.zeros((), device=split.images.device, dtype=torch.long)
-    for x, y in eval_batches(split, batch_size, normalize):
-        out = model(prepare(x)).float()
-        loss_sum += F.cross_entropy(out, y, reduction="sum")
-        correct += (out.argmax(1) == y).sum()
-    model.train(was_training)
-    n = len(split)
-    return loss_sum.item() / n, correct.item() / n
-
-
-def _epoch_means(losses: list[torch.Tensor], preds: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[float, float, int]:
-    """Sample-weighted mean loss and accuracy over the steps so far (batch means weighted by size),
-    and the number of samples."""
-    sizes = [len(y) for y in labels]
-    seen = sum(sizes)
-    weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
-    loss_sum = (torch.stack(losses).float() * weights).sum()
-    correct = (torch.cat(preds) == torch.cat(labels)).sum()
-    return loss_sum.item() / seen, correct.item() / seen, seen
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """Write ``obj`` to ``path`` through a temporary file and a rename: never half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
 @dataclass
 class LoopConfig:
+    """The loop's settings: the trainer config's values, resolved for this machine (precision,
+    channels_last) and this run (its checkpoint file)."""
+
     epochs: int
     batch_size: int
     eval_batch_size: int = 1000
@@ -162,6 +70,13 @@ class LoopConfig:
     compile: bool = False
     checkpoint_every: int = 1
     checkpoint_path: Path | None = None
+
+    @classmethod
+    def from_trainer(cls, trainer: Any, **resolved: Any) -> LoopConfig:
+        """The trainer config's value for every field both have, then the values resolved for
+        this machine and run (precision, channels_last, seed, checkpoint_path ...)."""
+        values = {f.name: trainer[f.name] for f in fields(cls) if f.name in trainer}
+        return cls(**{**values, **resolved})
 
 
 class Engine:
@@ -257,14 +172,14 @@ class Engine:
 
     def save_checkpoint(self) -> None:
         if self.cfg.checkpoint_path is not None:
-            save_atomic(self.checkpoint(), self.cfg.checkpoint_path)
+            ckpt_io.save_atomic(self.checkpoint(), self.cfg.checkpoint_path)
 
     def try_resume(self) -> bool:
         """Load the last checkpoint if there is one; return whether the run resumed."""
         path = self.cfg.checkpoint_path
         if path is None or not path.is_file():
             return False
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = ckpt_io.load(path, self.device)
         self.model.load_state_dict(ckpt["model"])
         self.state = LoopState(**ckpt["loop"])
         self._new_optimizer(self.state.step)
@@ -273,8 +188,7 @@ class Engine:
         # zero it, so that the state is clean whatever optimizer path resumes from it
         self.masks.clean_optimizer_state(self.optimizer)
         self.method.load_state_dict(ckpt["method"])
-        # map_location moved every tensor to the device; the (CPU) generator state must come back
-        torch.set_rng_state(ckpt["rng"].cpu())
+        ckpt_io.restore_rng(ckpt["rng"])
         log.info("resumed from %s at cycle %d epoch %d", path, self.state.cycle, self.state.epoch)
         return True
 
@@ -318,7 +232,7 @@ class Engine:
             if bar is not None:
                 bar.update(1)
                 if step % 20 == 0:
-                    loss_now, acc_now, _ = _epoch_means(losses[-20:], preds[-20:], labels[-20:])
+                    loss_now, acc_now, _ = epoch_means(losses[-20:], preds[-20:], labels[-20:])
                     bar.set_postfix(loss=f"{loss_now:.3f}", acc=f"{acc_now:.3f}")
         if bar is not None:
             bar.close()
@@ -327,11 +241,11 @@ class Engine:
         elapsed = time.perf_counter() - start
         self.state.total_steps_run += step - self.state.step
         self.state.step = step
-        train_loss, train_acc, seen = _epoch_means(losses, preds, labels)
+        train_loss, train_acc, seen = epoch_means(losses, preds, labels)
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"training loss became {train_loss} in epoch {epoch}: lower optim.lr or check the data")
-        return {"train_loss": train_loss, "train_acc": train_acc, "epoch_time": elapsed,
-                "samples_per_s": seen / elapsed, "lr": lr}
+        return {rec.TRAIN_LOSS: train_loss, rec.TRAIN_ACC: train_acc, rec.EPOCH_TIME: elapsed,
+                rec.SAMPLES_PER_S: seen / elapsed, rec.LR: lr}
 
     def _progress(self, epoch: int):
         mode = self.cfg.progress
@@ -382,26 +296,29 @@ class Engine:
         self.method.after_epoch(self.ctx, epoch)
         last = epoch + 1 == self.epochs
         if last or (epoch + 1) % self.cfg.eval_every == 0:
-            metrics["test_loss"], metrics["test_acc"] = evaluate(
+            metrics[rec.TEST_LOSS], metrics[rec.TEST_ACC] = evaluate(
                 self.model, self.test_split, self.normalize, self.cfg.eval_batch_size, self.prepare)
             if self.val_split is not None:
-                metrics["val_loss"], metrics["val_acc"] = evaluate(
+                metrics[rec.VAL_LOSS], metrics[rec.VAL_ACC] = evaluate(
                     self.model, self.val_split, self.normalize, self.cfg.eval_batch_size, self.prepare)
-        metrics["sparsity"] = self.masks.sparsity()
-        metrics["sparsity_all"] = self.masks.sparsity_all()
-        metrics["mask_final"] = float(self.method.mask_is_final(self.state.step))
-        metrics["epoch"] = epoch + 1
-        metrics["cycle"] = self.state.cycle
+        metrics[rec.SPARSITY] = self.masks.sparsity()
+        metrics[rec.SPARSITY_ALL] = self.masks.sparsity_all()
+        metrics[rec.MASK_FINAL] = float(self.method.mask_is_final(self.state.step))
+        metrics[rec.EPOCH] = epoch + 1
+        metrics[rec.CYCLE] = self.state.cycle
         self.state.history.append(metrics)
         self.state.epoch = epoch + 1
+        # log first, then checkpoint: a run killed between the two retrains this epoch on
+        # resume and logs it again at the same step, which the tracker skips; the other
+        # order would lose the epoch's metrics for good
+        self._report(metrics)
         if self.cfg.checkpoint_every and (self.state.epoch % self.cfg.checkpoint_every == 0 or last):
             self.save_checkpoint()
-        self._report(metrics)
 
     def _report(self, metrics: dict) -> None:
         step = len(self.state.history)
         if self.cfg.progress != "none":
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("cycle", "mask_final"))
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in (rec.CYCLE, rec.MASK_FINAL))
             log.info("cycle %d | %s", self.state.cycle, shown)
         self.on_epoch(metrics, step)
 
@@ -414,37 +331,27 @@ class Engine:
         flops = training_flops(self.macs, per_step, steps, self.state.density_log, self.masks.names,
                                scoring_samples=getattr(self.method, "scoring_samples", 0.0))
         return {
-            "cost_iterations": float(steps),
-            "cost_epochs": steps / self.steps_per_epoch,
-            "cost_cycles": float(self.state.cycle + 1),
-            "cost_train_flops": flops,
-            "cost_inference_flops": forward_flops(self.macs, density),
-            "cost_dense_cycle_flops": 3 * forward_flops(self.macs) * len(self.train_split) * self.cfg.epochs,
+            rec.COST_ITERATIONS: float(steps),
+            rec.COST_EPOCHS: steps / self.steps_per_epoch,
+            rec.COST_CYCLES: float(self.state.cycle + 1),
+            rec.COST_TRAIN_FLOPS: flops,
+            rec.COST_INFERENCE_FLOPS: forward_flops(self.macs, density),
+            rec.COST_DENSE_CYCLE_FLOPS: 3 * forward_flops(self.macs) * len(self.train_split) * self.cfg.epochs,
         }
 
     def final_metrics(self) -> dict:
-        """Headline numbers. best_test_acc counts only epochs evaluated on the final mask of
-        the last cycle; with a validation split it is the test accuracy at the best
-        validation epoch among those."""
-        cycle = self.state.cycle
-        evaluated = [h for h in self.state.history if h.get("cycle") == cycle and "test_acc" in h]
-        final = [h for h in evaluated if h["mask_final"] == 1.0]
-        out = {
-            "final_test_acc": evaluated[-1]["test_acc"],
-            "final_test_loss": evaluated[-1]["test_loss"],
-            "final_sparsity": self.masks.sparsity(),
-            "final_sparsity_all": self.masks.sparsity_all(),
-            "num_prunable": float(self.masks.num_prunable),
-            "num_params": float(sum(p.numel() for p in self.model.parameters())),
-            "num_zeros": float(self.masks.num_zeros()),
-            "layer_collapse": float(bool(self.masks.collapsed_layers())),
-            "total_steps": float(self.state.total_steps_run),
-            MASK_UPDATES: float(len(self.state.density_log)),
+        """Headline numbers of the current cycle (:func:`repro.engine.evaluation.headline`), the
+        mask's sparsity and size, and the cost so far."""
+        return {
+            **headline(self.state.history, self.state.cycle),
+            rec.FINAL_SPARSITY: self.masks.sparsity(),
+            rec.FINAL_SPARSITY_ALL: self.masks.sparsity_all(),
+            rec.FINAL_SPARSITY_WEIGHTS: self.masks.sparsity_weights(),
+            rec.NUM_PRUNABLE: float(self.masks.num_prunable),
+            rec.NUM_PARAMS: float(sum(p.numel() for p in self.model.parameters())),
+            rec.NUM_ZEROS: float(self.masks.num_zeros()),
+            rec.LAYER_COLLAPSE: float(bool(self.masks.collapsed_layers())),
+            rec.TOTAL_STEPS: float(self.state.total_steps_run),
+            rec.MASK_UPDATES: float(len(self.state.density_log)),
             **self.cost(),
         }
-        if final:
-            key = "val_acc" if "val_acc" in final[0] else "test_acc"
-            best = max(final, key=lambda h: h[key])
-            out["best_test_acc"] = best["test_acc"]
-            out["best_epoch"] = float(best["epoch"])
-        return out
