@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
 
 
 class ConfigError(ValueError):
@@ -381,6 +381,8 @@ def validate(cfg: Any) -> None:
     for target in targets:
         _require(0.0 < target < 1.0, f"pruner.targets contains {target}: every target must lie in (0, 1)")
     layer_rates = getattr(cfg.pruner, "layer_rates", None) or {}
+    _require(isinstance(layer_rates, dict | DictConfig),
+             f"pruner.layer_rates={layer_rates}: give a mapping of layer name to rate, e.g. pruner.layer_rates={{fc3:0.1}}")
     for layer, rate in dict(layer_rates).items():
         _require(isinstance(rate, int | float) and not isinstance(rate, bool) and 0.0 < rate < 1.0,
                  f"pruner.layer_rates.{layer}={rate}: remove a fraction in (0, 1) of that layer per round")

@@ -1,6 +1,6 @@
 """The names of every MLflow tag, param, metric and artifact the suite writes and reads.
 
-The training side (``train.py``, ``tracking.py``, ``engine.py``) writes records under
+The training side (``train.py``, ``tracking.py``, ``engine/``) writes records under
 these names and the report reads them under the same names, so renaming a record is a
 change in one place. A name that only one side knows is a bug waiting to happen: both
 sides import from here and spell no record name as a string literal of their own.

@@ -22,6 +22,7 @@ from typing import Any
 
 from repro.records import (  # noqa: F401 - re-exported for callers of the old names
     FAILURE_TAG,
+    GROUP_TAG,
     IDENTITY_TAG,
     LEGACY_IDENTITY_TAG,
     PARENT_RUN_TAG,
@@ -131,17 +132,20 @@ class Tracker:
                                        order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0] if runs else None
 
-    def adopt(self, run_id: str, identity: str, legacy: str) -> None:
+    def adopt(self, run_id: str, identity: str, legacy: str, group: str) -> None:
         """Re-tag a run found under its old identity (and its nested target runs, whose
-        identities extend the parent's) with the new one; the old one stays as a tag."""
+        identities extend the parent's) with the new identity and its group (so the report
+        averages it with runs made after the change); the old identity stays as a tag."""
         self.client.set_tag(run_id, IDENTITY_TAG, identity)
         self.client.set_tag(run_id, LEGACY_IDENTITY_TAG, legacy)
+        self.client.set_tag(run_id, GROUP_TAG, group)
         children = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}'")
         for child in children:
             old = child.data.tags.get(IDENTITY_TAG, "")
             if old.startswith(legacy + ":"):
                 self.client.set_tag(child.info.run_id, IDENTITY_TAG, identity + old[len(legacy):])
                 self.client.set_tag(child.info.run_id, LEGACY_IDENTITY_TAG, old)
+                self.client.set_tag(child.info.run_id, GROUP_TAG, group)
         log.info("run %s carried the identity of an older version (%s); re-tagged as %s", run_id, legacy, identity)
 
     def start(self, identity: str, name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str:
@@ -219,14 +223,19 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={IDENTITY_TAG: identity, PARENT_RUN_TAG: self.run_id, **tags})
         parent, self.run_id = self.run_id, run.info.run_id
+        resumed, self.resumed = self.resumed, False
         try:
             self.log_params(params)
             self.log_metrics(metrics)
             for filename, text in (texts or {}).items():
                 self.log_text(text, filename)
             self.client.set_terminated(run.info.run_id, status="FINISHED")
+        except BaseException:
+            # a kill or an error half way: never leave the child RUNNING (a rerun logs a new one)
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            raise
         finally:
-            self.run_id = parent
+            self.run_id, self.resumed = parent, resumed
         return run.info.run_id
 
     def join_profile(self, run_id: str, profile: str) -> None:
@@ -267,7 +276,7 @@ class NullTracker:
 
     def join_profile(self, run_id: str, profile: str) -> None: ...
 
-    def adopt(self, run_id: str, identity: str, legacy: str) -> None: ...
+    def adopt(self, run_id: str, identity: str, legacy: str, group: str) -> None: ...
 
     def log_params(self, params: dict[str, str]) -> None: ...
 

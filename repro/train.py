@@ -119,6 +119,8 @@ def resolve_runtime(cfg: DictConfig) -> RunSpec:
     """Facts the identity needs that the config alone does not fix; refuses what cannot run."""
     if cfg.pruner.name not in methods.REGISTRY:
         raise ConfigError(f"unknown pruner '{cfg.pruner.name}': choose one of {', '.join(sorted(methods.REGISTRY))}")
+    if cfg.model.name not in models.REGISTRY:
+        raise ConfigError(f"unknown model '{cfg.model.name}': choose one of {', '.join(sorted(models.REGISTRY))}")
     method_cls = methods.REGISTRY[cfg.pruner.name]
     device = resolve_device(cfg.trainer.device) if cfg.trainer.device in ("auto", "cpu", "cuda") else torch.device("cpu")
     precision = runtime_mod.resolve_precision(cfg.trainer.precision, device)
@@ -231,10 +233,13 @@ def identities(cfg: DictConfig, spec: RunSpec) -> tuple[str, str, str | None]:
     uses = Uses(sparsity=method_cls.uses_sparsity and not _has_targets(cfg), schedule=method_cls.uses_schedule,
                 masks=method_cls.uses_masks)
     resolved = Resolved(device=spec.device.type, precision=spec.precision, data_source=spec.data_source)
-    return run_identity(cfg, uses, resolved), group_identity(cfg, uses, resolved), legacy_identity(cfg, uses, resolved)
+    legacy = legacy_identity(cfg, uses, resolved)
+    if cfg.pruner.name == "mask_from" and getattr(cfg.pruner, "rewind_step", 0):
+        legacy = None  # its optimizer now restarts at the rewind step: old runs are another result
+    return run_identity(cfg, uses, resolved), group_identity(cfg, uses, resolved), legacy
 
 
-def find_existing(tracker: Any, cfg: DictConfig, identity: str, legacy: str | None) -> Any:
+def find_existing(tracker: Any, cfg: DictConfig, identity: str, legacy: str | None, group: str = "") -> Any:
     """The run of this identity; a run recorded under the old identity rule is adopted
     (re-tagged, its checkpoint renamed) so that it is skipped or resumed as before."""
     existing = tracker.find(identity)
@@ -243,7 +248,7 @@ def find_existing(tracker: Any, cfg: DictConfig, identity: str, legacy: str | No
     old = tracker.find(legacy)
     if old is None:
         return None
-    tracker.adopt(old.info.run_id, identity, legacy)
+    tracker.adopt(old.info.run_id, identity, legacy, group)
     ckpt_dir = Path(cfg.trainer.checkpoint_dir)
     if (ckpt_dir / f"{legacy}.pt").is_file() and not (ckpt_dir / f"{identity}.pt").exists():
         (ckpt_dir / f"{legacy}.pt").rename(ckpt_dir / f"{identity}.pt")
@@ -262,7 +267,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         return _fail(None, exc)
     identity, group, legacy = identities(cfg, spec)
     tracker: Any = Tracker(cfg.tracking.uri, cfg.tracking.experiment) if cfg.tracking.enabled else NullTracker()
-    existing = find_existing(tracker, cfg, identity, legacy)
+    existing = find_existing(tracker, cfg, identity, legacy, group)
     if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
         log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
         tracker.join_profile(existing.info.run_id, cfg.profile)

@@ -93,3 +93,15 @@ def test_bad_values_get_one_line_errors_naming_the_fix(overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
         validate(make(*overrides))
     assert "\n" not in str(info.value)
+
+
+def test_layer_rates_that_are_not_a_mapping_are_refused_in_one_line():
+    from hydra import compose, initialize_config_dir
+
+    from repro.config import ConfigError, validate
+    from repro.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["pruner=lth", "sparsity=0.9", "pruner.layer_rates=5"])
+    with pytest.raises(ConfigError, match="give a mapping of layer name to rate"):
+        validate(cfg)

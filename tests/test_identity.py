@@ -138,12 +138,14 @@ def test_a_run_recorded_under_the_old_identity_is_found_adopted_and_its_checkpoi
     (tmp_path / f"{legacy}.pt").write_bytes(b"checkpoint")
 
     tracker = Tracker(mlflow_uri, "repro")
-    found = find_existing(tracker, cfg, new, legacy)
+    found = find_existing(tracker, cfg, new, legacy, "g" * 16)
     assert found is not None and found.info.run_id == old_run
     assert found.data.tags[records.IDENTITY_TAG] == new
+    assert found.data.tags[records.GROUP_TAG] == "g" * 16  # averaged with runs made after the change
     assert found.data.tags[records.LEGACY_IDENTITY_TAG] == legacy
     child = tracker.find(f"{new}:0.5")
     assert child is not None and child.data.tags[records.LEGACY_IDENTITY_TAG] == f"{legacy}:0.5"
+    assert child.data.tags[records.GROUP_TAG] == "g" * 16
     assert (tmp_path / f"{new}.pt").read_bytes() == b"checkpoint" and not (tmp_path / f"{legacy}.pt").exists()
     assert find_existing(tracker, cfg, new, legacy).info.run_id == old_run  # found directly now
 

@@ -259,3 +259,21 @@ def test_paper_table_opens_table_md(mlflow_uri, tmp_path):
     assert md.index("## The table") < md.index("## Results per group") < md.index("## Claims")
     assert "| pmp |  | 97.60 ± 0.10 (3); 97.6\\*; 99.5\\*; 97.2\\*; 97.9\\* |" in md
     assert "\\* pmp at 95%: 97.6 is `r_ok`" in md
+
+
+def test_lths_weights_denominator_and_recipe_pick_the_runs_a_reference_speaks_about():
+    """LTH's 72.9% counts every conv and linear weight; a chain that keeps shortcuts dense has
+    target 0.737856 over its prunable set but measures 72.91% over all weights: it matches.
+    The recipe column keeps LTH's LR-0.03 number away from runs at another LR."""
+    from repro.report.claims import DEFAULT_REFERENCES, _matches, load_references
+
+    refs = load_references(DEFAULT_REFERENCES)
+    ref = refs[refs["id"] == "lth_resnet18_905"].iloc[0]
+    base = {"model": "resnet20", "dataset": "cifar10", "method": "lth", "target": 0.737856, "sparsity_weights_mean": 72.91}
+    groups = pd.DataFrame([
+        {**base, "_recipe": "optim.name=sgd optim.lr=0.03 trainer.batch_size=128 data.val_size=5000"},
+        {**base, "_recipe": "optim.name=sgd optim.lr=0.01 trainer.batch_size=128 data.val_size=5000"},
+        {**base, "sparsity_weights_mean": 80.0, "_recipe": "optim.name=sgd optim.lr=0.03 trainer.batch_size=128"},
+    ])
+    picked = _matches(ref, groups)
+    assert list(picked.index) == [0]

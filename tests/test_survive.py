@@ -90,3 +90,25 @@ def test_an_epochs_metrics_are_logged_before_its_checkpoint(tmp_path):
         Engine.save_checkpoint = real
     assert logged == [1, 2]
     assert torch.load(tmp_path / "c.pt", weights_only=False)["loop"]["epoch"] == 1
+
+
+def test_a_kill_while_logging_an_lth_target_leaves_no_running_child(mlflow_uri, monkeypatch):
+    from repro.tracking import Tracker
+
+    tracker = Tracker(mlflow_uri, "repro")
+    parent = tracker.start("chain", "chain", {})
+
+    def killed(self, text, filename):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tracker, "log_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tracker.log_child("chain:0.5", "chain-t0.5", {}, {"sparsity": "0.5"}, {"final_test_acc": 0.9}, texts={"a.csv": "x"})
+    children = [r for r in _runs_of(mlflow_uri) if r.data.tags.get(records.PARENT_RUN_TAG) == parent]
+    assert [c.info.status for c in children] == ["KILLED"]
+    assert tracker.run_id == parent
+
+
+def _runs_of(uri):
+    client = MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name("repro").experiment_id], run_view_type=3)

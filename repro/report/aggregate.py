@@ -108,6 +108,8 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
             "final_mean": final.mean, "final_std": final.std, "final_lo": final.lo, "final_hi": final.hi,
             "best_n": best.n, "best_mean": best.mean, "best_std": best.std, "best_lo": best.lo, "best_hi": best.hi,
             "sparsity_mean": g["final_sparsity"].mean() * 100.0, "sparsity_all_mean": g["final_sparsity_all"].mean() * 100.0,
+            "sparsity_weights_mean": (g["final_sparsity_weights"].mean() * 100.0 if "final_sparsity_weights" in g
+                                      else float("nan")),
             "commits": " ".join(c[:10] for c in commits), "run_ids": " ".join(g["run_id"]),
             "mask_updates_mean": g["mask_updates"].mean() if "mask_updates" in g else NAN,
             "_final_by_seed": dict(zip(g["seed"], g["final_acc"])), "_recipe": recipe(g),

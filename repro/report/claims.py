@@ -29,7 +29,9 @@ SPARSITY_MATCH = 0.005
 BEST_METRICS = ("best_epoch", "best_checkpoint")
 REF_COLUMNS = ["id", "kind", "source", "citation", "method", "model", "our_model", "same_arch", "dataset", "sparsity",
                "sparsity_max", "sparsity_denominator", "accuracy", "metric", "epochs", "direction", "tolerance_pp",
-               "verified", "verification_note", "like_for_like_note"]
+               "verified", "verification_note", "like_for_like_note",
+               # appended (fixtures build rows by position): LTH's "weights" denominator, a recipe filter
+               "denominator", "recipe"]
 
 
 def load_references(path: Path | None) -> pd.DataFrame:
@@ -42,7 +44,8 @@ def load_references(path: Path | None) -> pd.DataFrame:
             refs[c] = NAN
     for c in ("sparsity", "sparsity_max", "accuracy", "epochs", "tolerance_pp"):
         refs[c] = pd.to_numeric(refs[c], errors="coerce")
-    for c in ("kind", "method", "our_model", "dataset", "metric", "direction", "sparsity_denominator", "same_arch"):
+    for c in ("kind", "method", "our_model", "dataset", "metric", "direction", "sparsity_denominator", "denominator",
+              "same_arch", "recipe"):
         refs[c] = refs[c].fillna("").astype(str).str.strip()
     refs["kind"] = refs["kind"].replace("", "literature")
     refs["direction"] = refs["direction"].replace("", "two_sided")
@@ -55,10 +58,20 @@ def _matches(ref: pd.Series, groups: pd.DataFrame) -> pd.DataFrame:
         return groups
     g = groups[(groups["model"] == ref["our_model"]) & (groups["dataset"] == ref["dataset"])
                & (groups["method"] == ref["method"])]
+    # a reference measured under one recipe (e.g. "optim.lr=0.01") speaks only about runs under it
+    wanted = ref["recipe"].split()
+    if wanted and "_recipe" in g:
+        g = g[g["_recipe"].map(lambda have: all(w in have.split() for w in wanted))]
     lo, hi = ref["sparsity"], ref["sparsity_max"]
     if np.isfinite(lo):
         hi = hi if np.isfinite(hi) else lo
-        g = g[(g["target"] >= lo - SPARSITY_MATCH) & (g["target"] <= hi + SPARSITY_MATCH)]
+        at = g["target"]
+        if ref["denominator"] == "weights" and "sparsity_weights_mean" in g:
+            # LTH counts every conv and linear weight, pruned or not: match on what runs measured over
+            # those (a run that keeps shortcuts dense has a higher target over its prunable set)
+            measured = g["sparsity_weights_mean"] / 100.0
+            at = measured.where(measured.notna(), at)
+        g = g[(at >= lo - SPARSITY_MATCH) & (at <= hi + SPARSITY_MATCH)]
     return g
 
 
@@ -78,7 +91,10 @@ def like_for_like(ref: pd.Series, group: pd.Series, used: str) -> list[str]:
     elif ref["metric"] != "final":
         notes.append("reference final/best unknown; ours final epoch")
     den = ref["sparsity_denominator"]
-    if den == "all":
+    if ref["denominator"] == "weights" and "sparsity_weights_mean" in group and np.isfinite(group["sparsity_weights_mean"]):
+        notes.append(f"reference sparsity over every conv and linear weight; ours {group['sparsity_weights_mean']:.2f}% "
+                     "over those")
+    elif den == "all":
         notes.append(f"reference sparsity over all parameters; ours {group['sparsity_all_mean']:.2f}% over all")
     elif den not in ("prunable", ""):
         notes.append(f"reference sparsity denominator {den}; ours over prunable weights "
@@ -87,7 +103,7 @@ def like_for_like(ref: pd.Series, group: pd.Series, used: str) -> list[str]:
         notes.append("our CIFAR-10 is the JPEG copy, not the official batches")
     if group["width"] != 1.0:
         notes.append(f"our width multiplier {group['width']:g} (paper: 1)")
-    if ref["kind"] != "claim_delta_vs_dense" and np.isfinite(ref["sparsity"]):
+    if ref["kind"] != "claim_delta_vs_dense" and np.isfinite(ref["sparsity"]) and ref["denominator"] != "weights":
         if abs(group["target"] - ref["sparsity"]) > 1e-9:
             notes.append(f"target {100 * group['target']:.2f}% vs reference {100 * ref['sparsity']:.2f}%")
     elif not np.isfinite(ref["sparsity"]):

@@ -122,6 +122,7 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
         "best_acc": _num(raw, _metric(r.BEST_TEST_ACC)) * 100.0,
         "final_sparsity": _num(raw, _metric(r.FINAL_SPARSITY)),
         "final_sparsity_all": _num(raw, _metric(r.FINAL_SPARSITY_ALL)),
+        "final_sparsity_weights": _num(raw, _metric(r.FINAL_SPARSITY_WEIGHTS)),
         "layer_collapse": _num(raw, _metric(r.LAYER_COLLAPSE)),
         "mask_updates": _num(raw, _metric(r.MASK_UPDATES)),
         "train_subset": _num(raw, _param(r.TRAIN_SUBSET_PARAM)),
