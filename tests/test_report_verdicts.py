@@ -277,3 +277,16 @@ def test_lths_weights_denominator_and_recipe_pick_the_runs_a_reference_speaks_ab
     ])
     picked = _matches(ref, groups)
     assert list(picked.index) == [0]
+
+
+def test_a_recipe_reference_with_no_group_of_its_model_matches_nothing_and_keeps_the_columns():
+    """An empty selection must stay a frame with the groups' columns (boolean indexing by an
+    empty object Series would select columns instead: a KeyError on a real store)."""
+    from repro.report.claims import DEFAULT_REFERENCES, _matches, load_references
+
+    refs = load_references(DEFAULT_REFERENCES)
+    ref = refs[refs["id"] == "lth_resnet18_905"].iloc[0]
+    groups = pd.DataFrame([{"model": "lenet300", "dataset": "mnist", "method": "pmp", "target": 0.95,
+                            "sparsity_weights_mean": 95.0, "_recipe": "optim.lr=0.1"}])
+    picked = _matches(ref, groups)
+    assert picked.empty and "target" in picked.columns

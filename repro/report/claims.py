@@ -60,8 +60,8 @@ def _matches(ref: pd.Series, groups: pd.DataFrame) -> pd.DataFrame:
                & (groups["method"] == ref["method"])]
     # a reference measured under one recipe (e.g. "optim.lr=0.01") speaks only about runs under it
     wanted = ref["recipe"].split()
-    if wanted and "_recipe" in g:
-        g = g[g["_recipe"].map(lambda have: all(w in have.split() for w in wanted))]
+    if wanted and "_recipe" in g and not g.empty:
+        g = g[g["_recipe"].map(lambda have: all(w in str(have).split() for w in wanted)).astype(bool)]
     lo, hi = ref["sparsity"], ref["sparsity_max"]
     if np.isfinite(lo):
         hi = hi if np.isfinite(hi) else lo
