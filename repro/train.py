@@ -47,30 +47,11 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts():
-    """Turn SIGTERM into :class:`Terminated` while a run trains (without a handler the
-    process dies at once and leaves the MLflow run RUNNING forever)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated("terminated (SIGTERM)")
-
+def _signal_handlers(handlers: dict[int, Any]):
+    """Install ``handlers`` for the duration of the block, then put the previous ones back.
+    Off the main thread Python refuses signal handlers: signals stay with whoever owns them."""
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals to whoever owns them
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _shielded():
-    """Hold off SIGINT and SIGTERM while the run's end is written (a second Ctrl-C right after
-    the first would otherwise interrupt it and leave the run RUNNING)."""
-    try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     except ValueError:
         yield
         return
@@ -79,6 +60,27 @@ def _shielded():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+def _sigterm_interrupts():
+    """Turn SIGTERM into :class:`Terminated` while a run trains (without a handler the
+    process dies at once and leaves the MLflow run RUNNING forever)."""
+    return _signal_handlers({signal.SIGTERM: _raise_terminated})
+
+
+@contextlib.contextmanager
+def _shielded():
+    """Defer SIGINT and SIGTERM while the run's end is written (a second Ctrl-C right after the
+    first would otherwise interrupt it and leave the run RUNNING), then deliver them."""
+    pending: list[int] = []
+    with _signal_handlers({sig: lambda signum, frame: pending.append(signum) for sig in (signal.SIGINT, signal.SIGTERM)}):
+        yield
+    for sig in pending:
+        signal.raise_signal(sig)
 
 
 class JobFailed(Exception):

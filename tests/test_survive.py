@@ -112,3 +112,18 @@ def test_a_kill_while_logging_an_lth_target_leaves_no_running_child(mlflow_uri, 
 def _runs_of(uri):
     client = MlflowClient(uri)
     return client.search_runs([client.get_experiment_by_name("repro").experiment_id], run_view_type=3)
+
+
+def test_a_signal_during_the_runs_end_is_held_off_then_delivered():
+    """The end of a run is written whole, but a SIGTERM that arrives meanwhile is not lost."""
+    from repro.train import _shielded
+
+    got: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with _shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert got == []  # held off while the end is written
+        assert got == [signal.SIGTERM]  # delivered afterwards
+    finally:
+        signal.signal(signal.SIGTERM, before)

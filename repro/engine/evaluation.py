@@ -9,7 +9,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from repro.data import Normalizer, Split, eval_batches
-from repro.records import BEST_EPOCH, BEST_TEST_ACC, FINAL_TEST_ACC, FINAL_TEST_LOSS, MASK_FINAL, TEST_ACC, TEST_LOSS, VAL_ACC
+from repro.records import (
+    BEST_EPOCH,
+    BEST_TEST_ACC,
+    CYCLE,
+    EPOCH,
+    FINAL_TEST_ACC,
+    FINAL_TEST_LOSS,
+    MASK_FINAL,
+    TEST_ACC,
+    TEST_LOSS,
+    VAL_ACC,
+)
 
 
 @torch.no_grad()
@@ -48,12 +59,12 @@ def headline(history: list[dict], cycle: int) -> dict[str, float]:
     not count); with a validation split it is the test accuracy at the best validation
     epoch among those, else the best test epoch (test-selected, as many papers report).
     """
-    evaluated = [h for h in history if h.get("cycle") == cycle and TEST_ACC in h]
+    evaluated = [h for h in history if h.get(CYCLE) == cycle and TEST_ACC in h]
     final = [h for h in evaluated if h[MASK_FINAL] == 1.0]
     out = {FINAL_TEST_ACC: evaluated[-1][TEST_ACC], FINAL_TEST_LOSS: evaluated[-1][TEST_LOSS]}
     if final:
         key = VAL_ACC if VAL_ACC in final[0] else TEST_ACC
         best = max(final, key=lambda h: h[key])
         out[BEST_TEST_ACC] = best[TEST_ACC]
-        out[BEST_EPOCH] = float(best["epoch"])
+        out[BEST_EPOCH] = float(best[EPOCH])
     return out

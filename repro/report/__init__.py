@@ -34,7 +34,6 @@ This package re-exports the names callers imported from the single module it rep
 
 from __future__ import annotations
 
-from repro import records
 from repro.report.aggregate import NUM_CLASSES, add_dense_deltas, cost_columns, summarize
 from repro.report.claims import (
     BEST_METRICS,
@@ -97,13 +96,10 @@ from repro.report.stats import (
     welch_interval,
 )
 
-#: the tag that marks report runs (kept for callers of the old module; see repro.records.KIND_TAG)
-REPORT_TAG = records.KIND_TAG
-
 __all__ = [
     "BASE_KEYS", "BEST_METRICS", "DEFAULT_REFERENCES", "GROUP_BY", "GROUP_COLUMN", "GROUP_KEYS", "INCONCLUSIVE",
     "MIN_SEEDS", "NAN", "NOT_REPRODUCED", "NO_NUMBER", "NO_RUNS", "NUM_CLASSES", "PLOTS", "PLOT_PREFIXES",
-    "REF_COLUMNS", "RELATIVE_COLUMNS", "RELATIVE_KIND", "REPORT_TAG", "REPRODUCED", "SPARSITY_MATCH", "Decision",
+    "REF_COLUMNS", "RELATIVE_COLUMNS", "RELATIVE_KIND", "REPRODUCED", "SPARSITY_MATCH", "Decision",
     "Report", "Stats", "add_dense_deltas", "block_table", "build_parser", "cell_text", "claims_markdown", "combine",
     "compare", "cost_columns", "decide_equivalence", "decide_interval", "decide_relative", "difference", "fetch_runs",
     "groups_markdown", "left_out_markdown", "like_for_like", "load_references", "log_report_run", "main",

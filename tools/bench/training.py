@@ -31,21 +31,27 @@ def _subset(dataset: Dataset, n: int, test: int) -> Dataset:
     return Dataset(dataset.name, dataset.source, train, Split(dataset.test.images[:test], dataset.test.labels[:test]))
 
 
-def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dict[str, Any]:
-    """Interleave dense, pmp (suite), hooks (peer) and bare on one spec; rates and paired ratios."""
-    device = torch.device(settings.device)
-    if spec.steps % settings.update_frequency:
+def _setup(spec: TrainSpec, dataset: Dataset, s: Settings) -> tuple[Dataset, int, Any, Method, Method]:
+    """What every training measurement starts from: the data of ``spec.steps`` batches, the epochs
+    (warm-up + repeats), one initialised network to copy, and the PMP and dense methods."""
+    if spec.steps % s.update_frequency:
         raise ValueError(f"{spec.key}: steps ({spec.steps}) must be a multiple of update_frequency so that "
                          "every measurement holds the same number of mask updates")
     data = _subset(dataset, spec.steps * spec.batch, spec.batch)
-    epochs = settings.warmup + settings.repeats
     torch.manual_seed(0)
     base = models.build(spec.model, num_classes=10, in_channels=dataset.in_channels, width=spec.width)
     initialize(base, "kaiming_normal")
     schedule = ScheduleConfig(name="linear", initial_sparsity=0.0, start=0.0, end=1.0,
-                              update_frequency=settings.update_frequency, update_unit="iterations")
-    pmp = GradualMagnitude(PrunerConfig(name="pmp", scope="global"), settings.final_sparsity, schedule)
+                              update_frequency=s.update_frequency, update_unit="iterations")
+    pmp = GradualMagnitude(PrunerConfig(name="pmp", scope="global"), s.final_sparsity, schedule)
     dense = Method(PrunerConfig(name="dense"), 0.0, schedule)
+    return data, s.warmup + s.repeats, base, pmp, dense
+
+
+def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dict[str, Any]:
+    """Interleave dense, pmp (suite), hooks (peer) and bare on one spec; rates and paired ratios."""
+    device = torch.device(settings.device)
+    data, epochs, base, pmp, dense = _setup(spec, dataset, settings)
     contenders: dict[str, Callable[[], int]] = {
         "dense": SuiteLoop(dense, copy.deepcopy(base), data, spec.batch, epochs, device, settings),
         "dense-torchsgd": SuiteLoop(dense, copy.deepcopy(base), data, spec.batch, epochs, device, settings,
@@ -89,20 +95,10 @@ def bench_epoch(spec: TrainSpec, dataset: Dataset, settings: Settings, variant: 
     compilation; its cost is reported as ``warmup_s`` (wall time of the variant minus the
     measured windows)."""
     device = torch.device(settings.device)
-    if spec.steps % settings.update_frequency:
-        raise ValueError(f"{spec.key}: steps ({spec.steps}) must be a multiple of update_frequency")
     s = replace(settings, precision=variant.precision, channels_last=variant.channels_last, compile=variant.compile,
                 augment=True)
     tf32 = runtime.use_precision(s.precision)
-    data = _subset(dataset, spec.steps * spec.batch, spec.batch)
-    epochs = s.warmup + s.repeats
-    torch.manual_seed(0)
-    base = models.build(spec.model, num_classes=10, in_channels=dataset.in_channels, width=spec.width)
-    initialize(base, "kaiming_normal")
-    schedule = ScheduleConfig(name="linear", initial_sparsity=0.0, start=0.0, end=1.0,
-                              update_frequency=s.update_frequency, update_unit="iterations")
-    pmp = GradualMagnitude(PrunerConfig(name="pmp", scope="global"), s.final_sparsity, schedule)
-    dense = Method(PrunerConfig(name="dense"), 0.0, schedule)
+    data, epochs, base, pmp, dense = _setup(spec, dataset, s)
     started = time.perf_counter()
     contenders: dict[str, Callable[[], int]] = {
         "dense": SuiteLoop(dense, copy.deepcopy(base), data, spec.batch, epochs, device, s),
