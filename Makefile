@@ -15,7 +15,7 @@ else
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: help setup test test-slow test-all train reproduce-table report ui lint bench gpu-check gpu-pack fashion-mnist postgres clean
+.PHONY: help setup test test-slow test-all mutants train reproduce-table report ui lint bench gpu-check gpu-pack fashion-mnist postgres clean
 
 help:  ## list the targets, and where runs are read from and written to
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,13 +51,20 @@ postgres:  ## PostgreSQL server binaries for the team-server test (apt, when run
 
 setup: $(STAMP) fashion-mnist  ## create .venv, install the package, dev extras and Fashion-MNIST
 
-test: setup  ## the fast test suite (no network, a few minutes)
-	$(BIN)/pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+# make test's pytest-xdist workers (auto: one per core); a worker takes whole test files, so a
+# file's cached fixtures (composed profiles, a trained run) are built once. TEST_JOBS=0: one process
+TEST_JOBS ?= auto
+
+test: setup  ## the fast test suite (no network, about 2 minutes on 2 cores)
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 test-slow: setup postgres  ## the long tests (CI runs them too)
 	$(BIN)/pytest -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests collected"; exit 0; fi; exit $$rc
 
 test-all: test test-slow  ## both suites
+
+mutants: setup  ## apply each named bug of tools/mutants.py to a copy; fail if its killing tests still pass (~5 min)
+	$(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
 
 train: setup  ## one run into the MLflow store, e.g. make train ARGS="pruner=pmp sparsity=0.9"
 	$(BIN)/repro-train $(ARGS)

@@ -1,14 +1,20 @@
-"""Shared fixtures: offline data, a pre-migrated MLflow store per test, a subprocess runner."""
+"""Shared fixtures: offline data, a pre-migrated MLflow store per test, an in-process runner
+(`train_run`) and a subprocess runner (`train_cli`, for tests where a real process is the point)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("REPRO_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
@@ -78,3 +84,67 @@ def runs_of(uri: str, experiment: str = "repro"):
     if exp is None:
         return []
     return client.search_runs([exp.experiment_id], run_view_type=3, max_results=1000)
+
+
+@dataclass
+class Outcome:
+    """What an in-process run gave: its return value, the exit code (0 unless it exited) and stderr."""
+
+    value: Any
+    code: int
+    stderr: str
+
+
+def compose_job(*overrides: str) -> DictConfig:
+    """A job's config as Hydra's run mode composes it, with HydraConfig set (so the run records its
+    overrides) and the ``hydra`` node removed from the task config, as ``hydra.main`` does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from repro.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_in_process(*overrides: str, cwd: Path, uri: str | None) -> Outcome:
+    """`repro-train OVERRIDES` in this process: compose, then :func:`repro.train.run` (what
+    ``hydra.main`` calls); tracking goes to ``uri`` (None: tracking=none), checkpoints to cwd."""
+    from repro.train import run
+
+    extra = ["tracking=none"] if uri is None else [f"tracking.uri={uri}"]
+    cfg = compose_job("trainer.progress=log", f"trainer.checkpoint_dir={cwd / 'checkpoints'}", *extra, *overrides)
+    err = io.StringIO()
+    code, value = 0, None
+    with contextlib.redirect_stderr(err):
+        try:
+            value = run(cfg)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Outcome(value, code, err.getvalue())
+
+
+@pytest.fixture
+def train_run(tmp_path, mlflow_uri, monkeypatch):
+    """Call the run entry point in-process in a temp dir against a private MLflow store
+    (``uri=None`` for tracking=none); ``check=False`` returns a failed Outcome instead of raising."""
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(ROOT / ".cache" / "repro"))
+    monkeypatch.chdir(tmp_path)
+
+    def call(*overrides: str, uri: str | None | object = mlflow_uri, check: bool = True) -> Outcome:
+        outcome = run_in_process(*overrides, cwd=tmp_path, uri=uri)
+        if check and outcome.code != 0:
+            raise AssertionError(f"repro-train {' '.join(overrides)} exited {outcome.code}:\n{outcome.stderr[-4000:]}")
+        return outcome
+
+    call.uri = mlflow_uri
+    call.cwd = tmp_path
+    yield call
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None  # what the next test sees is its own

@@ -264,6 +264,32 @@ def test_random_scores_are_seeded_and_scopes_differ():
     assert not torch.equal(a[0], torch.rand(30, 20))
 
 
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_random_scope_decides_where_the_zeros_go(scope):
+    """bn_convnet's prunable layers hold 36, 216, 384 and 160 weights (796). At 90%, layerwise
+    prunes round(0.9 n) of each: 32, 194, 346, 144; global prunes round(0.9 * 796) = 716 of
+    the lowest scores wherever they are. Both checked against a top-k of the same scores."""
+    torch.manual_seed(0)
+    model = bn_convnet()
+    masks = MaskSet(model)
+    assert [m.numel() for m in masks.masks] == [36, 216, 384, 160]
+    make_method("random", scope=scope).before_training(make_ctx(model, masks))
+    zeros = [int((m == 0).sum()) for m in masks.masks]
+    scores = scoring.random([w.detach() for w in masks.weights], 0)
+    if scope == "layerwise":
+        assert zeros == [32, 194, 346, 144]
+        for s, m in zip(scores, masks.masks):
+            kept = torch.zeros(s.numel(), dtype=torch.bool)
+            kept[s.flatten().topk(s.numel() - int((m == 0).sum())).indices] = True
+            assert torch.equal(m.flatten().bool(), kept)
+    else:
+        assert sum(zeros) == 716 and zeros != [32, 194, 346, 144]
+        flat = torch.cat([s.flatten() for s in scores])
+        kept = torch.zeros(796, dtype=torch.bool)
+        kept[flat.topk(796 - 716).indices] = True
+        assert torch.equal(torch.cat([m.flatten() for m in masks.masks]).bool(), kept)
+
+
 # ----------------------------------------------------------------------------- every method
 
 

@@ -1,10 +1,13 @@
-"""LTH chains and cost through repro-train: one nested run per target, cumulative cost,
-and a chain killed between rounds that resumes to the same numbers."""
+"""LTH chains and cost through the run entry point (in-process): one nested run per target,
+cumulative cost; and a chain killed between rounds (a real process, slow) that resumes to the
+same numbers."""
 
 import os
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT, SHARED_DATA, needs_mnist, repro_train, runs_of
 
@@ -17,11 +20,11 @@ def children(uri):
 
 
 @needs_mnist
-def test_lth_chain_leaves_one_run_per_target_with_cumulative_cost(train_cli):
-    train_cli(*TINY, "pruner=lth", "pruner.targets=[0.5,0.9]")
-    runs = runs_of(train_cli.uri)
+def test_lth_chain_leaves_one_run_per_target_with_cumulative_cost(train_run):
+    train_run(*TINY, "pruner=lth", "pruner.targets=[0.5,0.9]")
+    runs = runs_of(train_run.uri)
     (chain,) = [r for r in runs if r.data.tags.get("kind") == "chain"]
-    kids = children(train_cli.uri)
+    kids = children(train_run.uri)
     assert [k.data.params["sparsity"] for k in kids] == ["0.5", "0.9"]
     assert all(k.info.status == "FINISHED" and k.data.tags["mlflow.parentRunId"] == chain.info.run_id for k in kids)
     n = 266_200
@@ -33,9 +36,10 @@ def test_lth_chain_leaves_one_run_per_target_with_cumulative_cost(train_cli):
 
 
 @needs_mnist
-def test_pmp_and_oneshot_log_their_cost(train_cli):
-    train_cli("-m", *TINY, "pruner=pmp,oneshot", "sparsity=0.9")
-    runs = {r.data.params["pruner.name"]: r.data.metrics for r in runs_of(train_cli.uri)}
+def test_pmp_and_oneshot_log_their_cost(train_run):
+    for pruner in ("pmp", "oneshot"):
+        train_run(*TINY, f"pruner={pruner}", "sparsity=0.9")
+    runs = {r.data.params["pruner.name"]: r.data.metrics for r in runs_of(train_run.uri)}
     assert set(runs) == {"pmp", "oneshot"}
     for m in runs.values():
         assert m["cost_train_flops"] > 0 and m["cost_inference_flops"] > 0
@@ -44,6 +48,7 @@ def test_pmp_and_oneshot_log_their_cost(train_cli):
     assert runs["pmp"]["cost_train_flops"] < runs["pmp"]["cost_dense_cycle_flops"]
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_lth_chain_killed_between_rounds_resumes_to_the_same_numbers(tmp_path, mlflow_template):
     import shutil

@@ -9,14 +9,15 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from repro.config import register_configs, validate
-from repro.identity import Resolved, Uses, run_identity
 from repro.pruning import methods
+from repro.train import RunSpec, identities
 from tests.conftest import SHARED_DATA, needs_cifar, runs_of
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -49,16 +50,17 @@ def sweep_jobs(profile: str, *args: str) -> tuple[tuple[str, ...], ...]:
 
 @functools.cache
 def job_configs(profile: str, *args: str) -> tuple:
-    """Every job's composed config (cached: composing takes ~0.1 s a job; tests only read them)."""
-    return tuple(make(*job) for job in sweep_jobs(profile, *args))
+    """Every job's composed config (cached, and composed under one Hydra initialisation: tests only read them)."""
+    jobs = sweep_jobs(profile, *args)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return tuple(compose("config", overrides=list(job)) for job in jobs)
 
 
 def identity(cfg) -> str:
-    """The run identity repro.train.run computes (device, precision and data source fixed)."""
-    cls = methods.REGISTRY[cfg.pruner.name]
-    has_targets = bool(getattr(cfg.pruner, "targets", None))
-    return run_identity(cfg, Uses(sparsity=cls.uses_sparsity and not has_targets, schedule=cls.uses_schedule,
-                                  masks=cls.uses_masks), Resolved(device="cpu", precision="fp32", data_source="official"))
+    """The run identity repro.train.run computes, through its own code (CPU, fp32, the official data copy)."""
+    spec = RunSpec(method_cls=methods.REGISTRY[cfg.pruner.name], device=torch.device("cpu"), precision="fp32",
+                   data_source="official")
+    return identities(cfg, spec)[0]
 
 
 def distinct_runs(cfgs) -> dict[str, object]:
@@ -265,6 +267,7 @@ def _cells(runs) -> set[tuple]:
     return out
 
 
+@pytest.mark.slow
 @needs_fashion  # ~40 s on a 2-core machine (85-185 s when other jobs load it)
 def test_quick_profile_end_to_end_with_tiny_overrides(train_cli, tmp_path):
     proc = train_cli("-m", "+profile=quick", *TINY, "data.train_subset=300", timeout=900)
@@ -298,6 +301,7 @@ def _tiny_cifar(root: Path, train: int, test: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 @needs_cifar  # ~25 s on a loaded 2-core machine
 def test_paper_profile_starts_and_finishes_on_cpu_with_tiny_overrides(train_cli, tmp_path):
     root = _tiny_cifar(tmp_path / "data", train=20, test=10)

@@ -50,6 +50,7 @@ def pid_of(log: str) -> int:
 # ---------------------------------------------------------------------- launchers, local
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_joblib_two_job_sweep_finishes_two_runs(train_cli):
     proc = train_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "seed=0,1")
@@ -59,6 +60,7 @@ def test_joblib_two_job_sweep_finishes_two_runs(train_cli):
     assert len({r.info.run_id for r in runs}) == 2
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_submitit_local_two_job_sweep_finishes_two_runs(train_cli):
     train_cli("-m", "hydra/launcher=submitit_local", PID_LOG, *TINY, "seed=0,1")
@@ -70,6 +72,7 @@ def test_submitit_local_two_job_sweep_finishes_two_runs(train_cli):
     assert len(list((train_cli.cwd / "sweep" / ".submitit").glob("*/*_result.pkl"))) == 2
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_gpu_node_reused_workers_keep_their_gpu_and_share_no_state(train_cli, tmp_path):
     """hydra/launcher=gpu_node with two (pretend) GPUs: two loky workers, three jobs, so a
