@@ -76,14 +76,76 @@ class Dataset:
 # ----------------------------------------------------------------------------- reading
 
 
+#: IDX type byte 0x08: unsigned bytes, the only type MNIST-format files use
+IDX_UBYTE = 0x08
+#: the shape of one item of each MNIST-format file (28x28 images, scalar labels)
+IDX_ITEM_SHAPE = {"images": (28, 28), "labels": ()}
+
+
+def _bad_file(path: Path, what: str) -> DataError:
+    return DataError(f"{path} {what}: delete it and copy or download it again")
+
+
+def _idx_dims(path: Path, head: bytes) -> list[int]:
+    """The dimensions an IDX header declares; a file that is not IDX ubyte is refused by name."""
+    if len(head) < 4 or head[:3] != bytes((0, 0, IDX_UBYTE)) or not 1 <= head[3] <= 4 or len(head) < 4 + 4 * head[3]:
+        raise _bad_file(path, f"is not an IDX ubyte file (first bytes {head[:4].hex() or 'none'}, expected 000008 "
+                              "and a dimension count)")
+    return [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3])]
+
+
+def _check_idx_size(path: Path, dims: list[int], actual: int) -> None:
+    expected = 4 + 4 * len(dims) + int(np.prod(dims))
+    if actual != expected:
+        state = "is truncated" if actual < expected else "is longer than its header says"
+        raise _bad_file(path, f"{state}: its header declares shape {tuple(dims)}, {expected} bytes, and it holds "
+                              f"{actual} bytes")
+
+
+def check_idx(path: Path) -> None:
+    """Refuse a truncated or foreign IDX file before any run exists. Cheap: an uncompressed file
+    by its header and size; a gzipped one by its header and gzip's recorded length, and fully
+    decompressed only when that disagrees."""
+    if path.suffix != ".gz":
+        with open(path, "rb") as f:
+            head = f.read(20)
+        _check_idx_size(path, _idx_dims(path, head), path.stat().st_size)
+        return
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - 4, 0))
+        recorded = int.from_bytes(f.read(4), "little")  # gzip's ISIZE: the length mod 2**32
+    head = _gunzip(path, 20)
+    dims = _idx_dims(path, head)
+    expected = 4 + 4 * len(dims) + int(np.prod(dims))
+    if recorded != expected % 2**32:
+        _check_idx_size(path, dims, len(_gunzip(path)))
+
+
+def _gunzip(path: Path, size: int = -1) -> bytes:
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read(size)
+    except (OSError, EOFError) as exc:
+        raise _bad_file(path, f"cannot be decompressed ({exc})") from None
+
+
 def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    """Read an IDX file (MNIST format), gzipped or not; a truncated or foreign file is refused by name."""
+    data = _gunzip(path) if path.suffix == ".gz" else path.read_bytes()
+    dims = _idx_dims(path, data[:20])
+    _check_idx_size(path, dims, len(data))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+
+def _check_pair(img_path: Path, images: np.ndarray, lbl_path: Path, labels: np.ndarray) -> None:
+    """Images must be N x 28 x 28 and labels N: a file from another dataset or split is refused."""
+    for path, array, kind in ((img_path, images, "images"), (lbl_path, labels, "labels")):
+        if array.shape[1:] != IDX_ITEM_SHAPE[kind]:
+            expected = str(("N", *IDX_ITEM_SHAPE[kind])).replace("'", "")
+            raise _bad_file(path, f"holds {kind} of shape {array.shape}, expected {expected}")
+    if len(images) != len(labels):
+        raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels: "
+                        "the two files come from different copies; copy or download both again")
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -100,9 +162,9 @@ def _read_idx_folder(folder: Path) -> tuple[Split, Split] | None:
     splits = []
     for key in ("train", "test"):
         img_path, lbl_path = found[key]
-        images = torch.from_numpy(_read_idx(img_path).copy()).unsqueeze(1)
-        labels = torch.from_numpy(_read_idx(lbl_path).astype(np.int64))
-        splits.append(Split(images, labels))
+        images, labels = _read_idx(img_path), _read_idx(lbl_path)
+        _check_pair(img_path, images, lbl_path, labels)
+        splits.append(Split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))))
     return splits[0], splits[1]
 
 
@@ -215,10 +277,14 @@ def locate(name: str, root: str | Path, source: str = "auto") -> str:
     if name in ("mnist", "fashion_mnist"):
         folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
         stems = [s for pair in IDX_FILES.values() for s in pair]
-        if source in ("auto", "official") and all(_find_idx(folder, s) for s in stems):
-            return "official"
-        if name == "fashion_mnist" and source in ("auto", "debian") and all(_find_idx(DEBIAN_FASHION_MNIST, s) for s in stems):
-            return "debian"
+        for used, where in (("official", folder), ("debian", DEBIAN_FASHION_MNIST)):
+            if used == "debian" and name != "fashion_mnist" or source not in ("auto", used):
+                continue
+            files = [_find_idx(where, s) for s in stems]
+            if all(files):
+                for path in files:
+                    check_idx(path)  # a truncated copy is refused here, before any run exists
+                return used
     elif name == "cifar10":
         if source in ("auto", "official") and (root / "cifar-10-batches-py").is_dir():
             return "official"

@@ -4,15 +4,23 @@ Everything goes through ``MlflowClient`` with explicit run ids: no fluent "activ
 state that a reused worker process could leak into the next job. A fresh SQLite store
 is migrated and the experiment created once, under a file lock, before parallel jobs
 race (MLflow fails on concurrent first-time schema creation).
+
+A store is checked before anything is written to it: a tracking server must answer
+within seconds, a SQLite file and its folder must be writable. A SQLite schema is
+created or migrated in a temporary copy that replaces the store in one rename, so a
+``kill -9`` half way leaves the store as it was (MLflow's migrations are not
+transactional on SQLite: killed in place, they leave a file every later client refuses).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -46,7 +54,10 @@ def resolve_uri(uri: str | None) -> str:
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    """The file of a ``sqlite:///`` URI (None for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///") or uri in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(uri[len("sqlite:///"):])
 
 
 @contextlib.contextmanager
@@ -62,6 +73,215 @@ def _store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class StoreError(RuntimeError):
+    """The tracking store cannot be used as configured; the message names it and the fix."""
+
+
+#: seconds a tracking server gets to answer the first request (MLflow's client would retry a
+#: refused connection with backoff for minutes, MLFLOW_HTTP_REQUEST_MAX_RETRIES, then print a traceback)
+PROBE_TIMEOUT_S = 5
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: tables that a fresh schema or its migrations fill by themselves: rows anywhere else are records
+BOOKKEEPING_TABLES = frozenset({"alembic_version", "workspaces", "experiments", "experiment_tags"})
+
+
+def check_store(uri: str) -> None:
+    """Refuse a store that cannot be used (:class:`StoreError`) before anything is written to it."""
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
+        return
+    path = _sqlite_path(uri)
+    if path is not None:
+        _check_sqlite_file(path)
+
+
+def _probe_server(uri: str) -> None:
+    """One request, no retries, seconds long. Any HTTP answer counts as reachable: the client's own
+    calls, with MLflow's retries for a server that is busy, come after."""
+    from urllib.parse import urlsplit
+
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0, timeout=PROBE_TIMEOUT_S,
+                     raise_on_status=False)
+    except Exception as exc:  # noqa: BLE001 - refused, unknown host, TLS, time-out: all mean "not there"
+        where = urlsplit(uri)
+        raise StoreError(
+            f"no MLflow tracking server answers at {uri} ({_network_reason(exc)}): start one there "
+            f"(mlflow server --host {where.hostname} --port {where.port or 5000} --backend-store-uri sqlite:///mlflow.db) "
+            "or record to a local file with tracking=sqlite") from None
+
+
+def _network_reason(exc: Exception) -> str:
+    """The useful words of a requests/urllib3 error chain ("Connection refused", "timed out")."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if found:
+        return found.group(1).strip()
+    return "timed out" if "timed out" in text.lower() else text.splitlines()[0][:200]
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """A SQLite store needs a writable file (or none yet) in a writable folder: SQLite writes its
+    journal beside the file, and this module its lock file. (As root, permissions never refuse.)"""
+    if path.is_dir():
+        raise StoreError(f"the MLflow store {path} is a directory: name a file in it, "
+                         f"e.g. tracking.uri=sqlite:///{path / 'mlflow.db'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreError(f"the MLflow store {path} cannot be created: {folder} is a file, not a folder; "
+                         "choose another tracking.uri")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write the folder {folder} of the MLflow store {path} (SQLite writes its journal "
+                         "there): make it writable or choose another tracking.uri")
+    if not path.exists():
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"the MLflow store {path} is read-only: make it writable (chmod u+w) or choose another "
+                         "tracking.uri")
+    with open(path, "rb") as handle:
+        head = handle.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(f"{path} is not an SQLite file, so not an MLflow store: move it away or choose another "
+                         "tracking.uri")
+
+
+# ----------------------------------------------------------------------------- SQLite schema
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schema:
+    """What a SQLite file holds, read without writing: its tables and alembic revision."""
+
+    tables: frozenset[str]
+    revision: str | None
+
+
+def _expected_schema() -> tuple[str, frozenset[str]]:
+    """The revision and tables this MLflow's SqlAlchemyStore checks for when it opens a store."""
+    from mlflow.store.db import utils as db_utils  # imports every table model into Base
+    from mlflow.store.db.base_sql_model import Base
+
+    return db_utils._get_latest_schema_revision(), frozenset(Base.metadata.tables)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
+def _read_schema(path: Path) -> _Schema:
+    con = _read_only(path)
+    try:
+        tables = frozenset(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+    finally:
+        con.close()
+    return _Schema(tables, row[0] if row else None)
+
+
+def _records(path: Path, tables: frozenset[str]) -> int:
+    """Rows outside the bookkeeping tables (an alembic scratch copy counts as its table)."""
+    con = _read_only(path)
+    try:
+        return sum(con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables
+                   if t.removeprefix("_alembic_tmp_") not in BOOKKEEPING_TABLES and not t.startswith("sqlite_"))
+    finally:
+        con.close()
+
+
+def _scratch(path: Path) -> Path:
+    """Where this process builds a schema before it replaces ``path``."""
+    return path.with_name(f".{path.name}.migrating-{os.getpid()}")
+
+
+def _remove_scratch(path: Path) -> None:
+    """Scratch files of migrations that died (SIGKILL): the store lock says none is running."""
+    for leftover in path.parent.glob(f".{path.name}.migrating-*"):
+        leftover.unlink(missing_ok=True)
+
+
+def _migrated(path: Path, source: Path | None) -> Path:
+    """A scratch file with the full schema: new (``source`` None) or a migrated copy of ``source``."""
+    from mlflow.store.db import utils as db_utils
+
+    scratch = _scratch(path)
+    scratch.unlink(missing_ok=True)
+    if source is not None:
+        with contextlib.closing(_read_only(source)) as src, contextlib.closing(sqlite3.connect(scratch)) as dst:
+            src.backup(dst)
+    engine = db_utils.create_sqlalchemy_engine(f"sqlite:///{scratch}")
+    try:
+        db_utils._initialize_tables(engine)  # what SqlAlchemyStore runs on a store with tables missing
+    finally:
+        engine.dispose()
+    head, expected = _expected_schema()
+    built = _read_schema(scratch)
+    if built.revision != head or not expected <= built.tables:
+        missing = ", ".join(sorted(expected - built.tables)[:5]) or "none"
+        raise StoreError(f"the migration ended at revision {built.revision}, not {head} (tables missing: {missing})")
+    with open(scratch, "rb") as handle:
+        os.fsync(handle.fileno())
+    return scratch
+
+
+def _install(scratch: Path, path: Path) -> None:
+    """Put the finished scratch file in place: one rename, so a reader sees the old file or the new."""
+    os.replace(scratch, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_schema(path: Path) -> None:
+    """Give the SQLite store at ``path`` MLflow's full schema without ever migrating it in place.
+
+    Call under the store lock. A new store is built aside and renamed into place; a store with
+    tables missing (an MLflow upgrade) is migrated in a copy. A store an interrupted migration
+    left half built (by an older version of this module) is set aside and rebuilt if it holds no
+    records; with records it is refused with what to do.
+    """
+    _remove_scratch(path)
+    if not path.exists() or path.stat().st_size == 0:
+        _install(_migrated(path, None), path)
+        return
+    schema = _read_schema(path)
+    head, expected = _expected_schema()
+    if schema.revision == head and expected <= schema.tables:
+        return
+    if schema.tables and not schema.tables & (expected | {"alembic_version"}):
+        raise StoreError(f"{path} is an SQLite file of another program, not an MLflow store: move it away or "
+                         "choose another tracking.uri")
+    records = _records(path, schema.tables)
+    if records == 0:
+        scratch = _migrated(path, None)
+        aside = path.with_name(f"{path.name}.half-migrated-{time.strftime('%Y%m%d-%H%M%S')}")
+        if schema.tables:
+            os.replace(path, aside)
+            log.warning("the MLflow store %s was left half-migrated (schema revision %s) and holds no runs: moved "
+                        "it to %s and created the store anew", path, schema.revision, aside)
+        _install(scratch, path)
+        return
+    if expected <= schema.tables:
+        raise StoreError(f"the MLflow store {path} has schema revision {schema.revision}, this MLflow needs {head}: "
+                         f"back the file up, then run: mlflow db upgrade sqlite:///{path}")
+    try:
+        _install(_migrated(path, path), path)
+    except Exception as exc:  # noqa: BLE001 - the store stays as it was; say what to do
+        _remove_scratch(path)
+        reason = str(exc).splitlines()[0][:200]
+        raise StoreError(f"the MLflow store {path} ({records} records) has a half-migrated schema (revision "
+                         f"{schema.revision}) that MLflow cannot finish ({reason}): restore it from a backup, or "
+                         "move it away to start a new store") from None
 
 
 def git_info() -> dict[str, str]:
@@ -99,8 +319,12 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_uri(uri)
+        check_store(self.uri)
         with _store_lock(self.uri):
-            # Creating the client migrates a fresh SQLite schema: once, under the lock.
+            # the schema is built once, under the lock, aside and renamed into place
+            path = _sqlite_path(self.uri)
+            if path is not None:
+                ensure_schema(path)
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = self._prepare(experiment)
         self.run_id: str | None = None

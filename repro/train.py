@@ -23,11 +23,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from repro import data as data_mod
-from repro import models
+from repro import models, runlock
 from repro import records as rec
 from repro import runtime as runtime_mod
 from repro.config import ConfigError, register_configs, validate
 from repro.engine import Engine, LoopConfig, initialize, resolve_device
+from repro.engine import checkpoint as ckpt_io
 from repro.identity import Resolved, Uses, group_identity, legacy_identity, run_identity
 from repro.pruning import methods
 from repro.pruning.masks import MaskSet, check_integrity
@@ -268,7 +269,18 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
     except USER_ERRORS as exc:
         return _fail(None, exc)
     identity, group, legacy = identities(cfg, spec)
-    tracker: Any = Tracker(cfg.tracking.uri, cfg.tracking.experiment) if cfg.tracking.enabled else NullTracker()
+    try:  # an unusable store, or the run trained by another process: one line, no run touched
+        tracker: Any = Tracker(cfg.tracking.uri, cfg.tracking.experiment) if cfg.tracking.enabled else NullTracker()
+        lock = runlock.acquire(cfg.trainer.checkpoint_dir, identity)
+    except USER_ERRORS as exc:
+        return _fail(None, exc)
+    with lock:
+        return _run_owned(cfg, spec, tracker, identity, group, legacy)
+
+
+def _run_owned(cfg: DictConfig, spec: RunSpec, tracker: Any, identity: str, group: str,
+               legacy: str | None) -> dict[str, float] | None:
+    """The part of :func:`run` done while holding the run's lock: skip, resume or start."""
     existing = find_existing(tracker, cfg, identity, legacy, group)
     if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
         log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
@@ -276,6 +288,7 @@ def run(cfg: DictConfig) -> dict[str, float] | None:
         return dict(existing.data.metrics)
     resume = existing.info.run_id if existing is not None and not cfg.rerun else None
     checkpoint = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
+    ckpt_io.set_aside_if_unreadable(checkpoint)  # a truncated or foreign file: start afresh, not FAILED
     if checkpoint.is_file() and (cfg.rerun or (tracker.enabled and resume is None)):
         # a checkpoint without a run to resume (rerun, or a new tracking store) starts afresh
         checkpoint.unlink()
