@@ -69,8 +69,13 @@ mutants: setup  ## apply each named bug of tools/mutants.py to a copy; fail if i
 train: setup  ## one run into the MLflow store, e.g. make train ARGS="pruner=pmp sparsity=0.9"
 	$(BIN)/repro-train $(ARGS)
 
-reproduce-table: setup  ## the sweep of PROFILE (conf/profile/) into the MLflow store, then its report into results/PROFILE/
-	$(BIN)/repro-train -m +profile=$(PROFILE) $(ARGS); rc=$$?; \
+# reproduce-table's launcher: JOBS jobs side by side (default: one per usable core; each job takes
+# cores/JOBS threads, repro/threads.py). JOBS=1 runs them one by one; a GPU node: LAUNCHER=hydra/launcher=gpu_node
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+LAUNCHER ?= hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
+
+reproduce-table: setup  ## the sweep of PROFILE (conf/profile/) into the MLflow store, then its report into results/PROFILE/ (JOBS side by side; default one per core)
+	$(BIN)/repro-train -m +profile=$(PROFILE) $(LAUNCHER) $(ARGS); rc=$$?; \
 	  $(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS) || exit $$?; exit $$rc
 
 report: setup  ## PROFILE's runs from the MLflow store -> results/PROFILE/ (REPORT_ARGS="--tolerance 0.5 ...")

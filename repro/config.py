@@ -165,7 +165,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     #: evaluate on the test set every N epochs (the last epoch always)
     eval_every: int = 1
-    #: CPU threads for torch (0 = leave torch's default)
+    #: CPU threads for torch (0 = auto: cores // training processes running, repro.threads)
     threads: int = 0
     #: glibc: keep freed memory for reuse instead of returning it to the system (CPU speed;
     #: process-wide, see repro.runtime); false leaves malloc's defaults

@@ -118,3 +118,11 @@ OPTIM_NAME_PARAM = "optim.name"
 OPTIM_LR_PARAM = "optim.lr"
 BATCH_SIZE_PARAM = "trainer.batch_size"
 VAL_SIZE_PARAM = "data.val_size"
+
+# ----------------------------------------------------------------------------- threads (repro.threads)
+#: the CPU threads torch trained with, in order of change ("2"; "1,2": beside another trainer at
+#: first, alone later): bitwise CPU results depend on it
+THREADS_TAG = "repro.threads"
+#: the CPUs the training process could run on (its affinity), which the auto rule shares out
+CORES_TAG = "repro.cores"
+

@@ -26,6 +26,7 @@ from repro import data as data_mod
 from repro import models, runlock
 from repro import records as rec
 from repro import runtime as runtime_mod
+from repro import threads as threads_mod
 from repro.config import ConfigError, register_configs, validate
 from repro.engine import Engine, LoopConfig, initialize, resolve_device
 from repro.engine import checkpoint as ckpt_io
@@ -40,7 +41,6 @@ log = logging.getLogger("repro.train")
 USER_ERRORS = (ConfigError, data_mod.DataError, ValueError, RuntimeError)
 
 register_configs()
-DEFAULT_THREADS = torch.get_num_threads()
 
 
 class Terminated(KeyboardInterrupt):
@@ -150,7 +150,7 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
     """Build data, model, masks and method; run the loop; check invariants; log results."""
     device = spec.device
     # per job, so a reused worker process (joblib) carries nothing over from the last job
-    torch.set_num_threads(cfg.trainer.threads or DEFAULT_THREADS)
+    threads_mod.start(cfg.trainer.threads, tracker.set_tags)  # 0: a share of the cores (repro.threads)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     if cfg.trainer.reuse_memory:
         runtime_mod.keep_freed_memory()

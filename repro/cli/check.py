@@ -37,6 +37,8 @@ from repro.cli.conf import CONF_DIR, CONFIG_NAME, PROG, group_options, hydra_con
 from repro.config import ConfigError, validate
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+#: conf/hydra/sweeper/planned.yaml (the default): the basic sweeper's jobs, less duplicate runs
+PLANNED_SWEEPER = "hydra_plugins.repro_sweeper.planned_sweeper.PlannedSweeper"
 
 
 class Refused(Exception):
@@ -133,7 +135,7 @@ class _Checker:
         hydra_overrides = [o for o in overrides if o.is_hydra_override()]
         task = [o for o in overrides if not o.is_hydra_override()]
         sweeper = master.hydra.sweeper
-        if sweeper.get("_target_") != BASIC_SWEEPER:
+        if sweeper.get("_target_") not in (BASIC_SWEEPER, PLANNED_SWEEPER):
             # another sweeper (e.g. Optuna) picks its own values: check the fixed part
             return [hydra_overrides + [o for o in task if not o.is_sweep_override()]]
         params = [parse_override(f"{k}={v}", self.loader) for k, v in (sweeper.get("params") or {}).items()]

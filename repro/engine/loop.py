@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from repro import records as rec
+from repro import threads
 from repro.cost import forward_flops, layer_macs, training_flops
 from repro.data import Batches, Dataset, Normalizer
 from repro.engine import checkpoint as ckpt_io
@@ -259,7 +260,14 @@ class Engine:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
-        """Train all cycles to the end; return the final metrics."""
+        """Train all cycles to the end; return the final metrics. Until the loop is over, finished
+        or not, the process counts as a trainer for the auto thread rule (repro.threads)."""
+        try:
+            return self._run_cycles()
+        finally:
+            threads.release()
+
+    def _run_cycles(self) -> dict:
         if not self.try_resume():
             self.state = LoopState()
         if not self.state.started:
@@ -291,6 +299,7 @@ class Engine:
         self.state.density_log.append((global_step, [r["density"] for r in self.masks.density_table()]))
 
     def _one_epoch(self) -> None:
+        threads.recheck()  # trainers may have come or gone since the last epoch
         epoch = self.state.epoch
         metrics = self.train_epoch(epoch)
         self.method.after_epoch(self.ctx, epoch)
