@@ -180,6 +180,8 @@ class TrainerConfig:
     checkpoint_dir: str = "${oc.env:REPRO_CKPT_DIR,checkpoints}"
     #: keep the final weights as an MLflow artifact
     save_model: bool = True
+    #: at the end of a run, export the subnetwork in the CSR layout (repro.export): sizes as metrics, folder as artifact
+    export: bool = False
 
 
 @dataclass

@@ -37,6 +37,7 @@ COSMETIC = {
     "trainer.checkpoint_every",
     "trainer.checkpoint_dir",
     "trainer.save_model",
+    "trainer.export",  # writes a compressed copy of the weights: the result is the same
     "trainer.eval_batch_size",
     "trainer.compile",
 }

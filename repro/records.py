@@ -126,3 +126,23 @@ THREADS_TAG = "repro.threads"
 #: the CPUs the training process could run on (its affinity), which the auto rule shares out
 CORES_TAG = "repro.cores"
 
+# ----------------------------------------------------------------------------- export (repro.export)
+#: every size metric of an exported subnetwork starts with this prefix (bytes, or parameter counts)
+SIZE_PREFIX = "size_"
+#: the dense fp32 state dict without masks, in the export's container (safetensors or torch.save)
+SIZE_DENSE_BYTES = "size_dense_bytes"
+SIZE_DENSE_GZIP_BYTES = "size_dense_gzip_bytes"
+#: logged only where the ``zstandard`` module is installed
+SIZE_DENSE_ZSTD_BYTES = "size_dense_zstd_bytes"
+#: the exported file (CSR for pruned weights, the rest dense)
+SIZE_SPARSE_BYTES = "size_sparse_bytes"
+SIZE_SPARSE_GZIP_BYTES = "size_sparse_gzip_bytes"
+SIZE_SPARSE_ZSTD_BYTES = "size_sparse_zstd_bytes"
+#: bytes of the tensors alone (values + indices), whatever the container adds around them
+SIZE_DENSE_PAYLOAD_BYTES = "size_dense_payload_bytes"
+SIZE_SPARSE_PAYLOAD_BYTES = "size_sparse_payload_bytes"
+#: parameters of the model, and those that are not zero
+SIZE_PARAMS = "size_params"
+SIZE_NONZERO_PARAMS = "size_nonzero_params"
+#: the artifact folder holding model.json and the tensor file (trainer.export=true)
+EXPORT_ARTIFACT_DIR = "export"

@@ -30,6 +30,7 @@ from repro import threads as threads_mod
 from repro.config import ConfigError, register_configs, validate
 from repro.engine import Engine, LoopConfig, initialize, resolve_device
 from repro.engine import checkpoint as ckpt_io
+from repro.export.pipeline import after_training
 from repro.identity import Resolved, Uses, group_identity, legacy_identity, run_identity
 from repro.pruning import methods
 from repro.pruning.masks import MaskSet, check_integrity
@@ -198,6 +199,7 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
     tracker.set_tags({rec.LAYER_COLLAPSE_TAG: ",".join(masks.collapsed_layers()) or "none"})
     if cfg.trainer.save_model:
         tracker.log_torch(model.state_dict(), rec.FINAL_STATE_ARTIFACT)
+    after_training(cfg, model, tracker)  # trainer.export=true: the subnetwork's sizes as metrics, its files as artifacts
     log.info("final: %s", ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final
 

@@ -86,7 +86,7 @@ def test_a_new_defaulted_option_leaves_identities_unchanged_until_it_is_set():
 def test_identity_ignores_cosmetics_and_what_the_method_ignores():
     a = make()
     same = make("tracking.uri=http://x", "trainer.progress=log", "data.root=/b", "trainer.checkpoint_dir=y", "rerun=true",
-                "trainer.reuse_memory=false", "trainer.threads=1", "trainer.epochs=2")
+                "trainer.reuse_memory=false", "trainer.threads=1", "trainer.epochs=2", "trainer.export=true")
     assert run_identity(a, DENSE, CPU) == run_identity(same, DENSE, CPU)
     dense_variants = make("sparsity=0.9", "schedule.end=0.9", "pruner.scope=layerwise")
     assert run_identity(a, DENSE, CPU) == run_identity(dense_variants, DENSE, CPU)
