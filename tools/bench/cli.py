@@ -6,8 +6,10 @@ the parts can be called (by tests, by the GPU check) without parsing arguments."
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -20,9 +22,16 @@ from .report import render, write
 from .runner import run
 from .selection import selection_worker
 from .specs import FULL_SPECS, QUICK_SPECS, SELECTION_MODELS, Settings, Variant
+from .sweep import QUICK, SweepSpec, bench_sweep, sweep_worker
+from .sweep import render as render_sweep
+from .sweep import write as write_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--sweep-worker"]:  # hidden: one job of the sweep part, THREADS -- OVERRIDES...
+        print(json.dumps(sweep_worker(int(argv[1]), argv[3:])))
+        return 0
     p = argparse.ArgumentParser(prog="python tools/bench.py", description=OVERVIEW.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu: the targets are CPU targets)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved measured rounds (default 11; --quick 2)")
@@ -42,7 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--selection-repeats", type=int, default=None, help="prune_to calls per model after the cold one")
     p.add_argument("--variants", default="bf16-cl,bf16-cl-compile",
                    help="epoch part: PRECISION[-cl][-compile], comma-separated (cl = channels_last)")
+    p.add_argument("--sweep", action="store_true",
+                   help="only the sweep-throughput part: jobs one by one vs side by side (auto threads, oversubscribed)")
+    p.add_argument("--sweep-jobs", type=int, default=SweepSpec.jobs, help="jobs side by side in --sweep (default 2)")
+    p.add_argument("--sparse", action="store_true",
+                   help="only the sparse-kernel part: dense vs CSR layers at 50-99%% sparsity, crossover per shape")
     args = p.parse_args(argv)
+    if args.sweep:
+        return _sweep(args)
+    if args.sparse:
+        return _sparse(args)
 
     device = args.device
     if device == "auto":
@@ -84,5 +102,39 @@ def main(argv: list[str] | None = None) -> int:
     print(render(result))
     if not args.no_write:
         path, md = write(result, Path(args.out))
+        print(f"wrote {path} and {md}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """The sweep-throughput part alone (it runs whole training processes; see bench.sweep)."""
+    spec = dataclasses.replace(QUICK if args.quick else SweepSpec(), jobs=args.sweep_jobs)
+    if args.repeats:
+        spec = dataclasses.replace(spec, rounds=args.repeats)
+    result = bench_sweep(spec, log=lambda msg: print(msg, flush=True))
+    result["quick"] = args.quick
+    print()
+    print(render_sweep(result))
+    if not args.no_write:
+        path, md = write_sweep(result, Path(args.out))
+        print(f"wrote {path} and {md}")
+    return 0
+
+
+def _sparse(args: argparse.Namespace) -> int:
+    """The sparse-kernel part alone (see bench.sparse); threads as --threads says, else torch's default."""
+    from . import sparse
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = sparse.QUICK if args.quick else sparse.SparseSpec()
+    if args.repeats:
+        spec = dataclasses.replace(spec, repeats=args.repeats)
+    result = sparse.bench_sparse(spec, log=lambda msg: print(msg, flush=True))
+    result["quick"] = args.quick
+    print()
+    print(sparse.render(result))
+    if not args.no_write:
+        path, md = sparse.write(result, Path(args.out))
         print(f"wrote {path} and {md}")
     return 0
