@@ -20,7 +20,7 @@ One job per module, in the order the data flows:
 - :mod:`~repro.report.reading`: MLflow -> one tidy row per run; complete, left-out, duplicate
 - :mod:`~repro.report.stats`: t-intervals, paired/Welch differences, the interval verdict
 - :mod:`~repro.report.decide`: the rule per kind of claim (>= 3 seeds, TOST, one-sided), reasons, seeds needed
-- :mod:`~repro.report.aggregate`: groups of runs -> statistics, notes, delta and cost vs dense
+- :mod:`~repro.report.aggregate`: groups of runs -> statistics, notes, delta and cost vs dense, file sizes
 - :mod:`~repro.report.claims`: references beside the groups, with verdicts and like-for-like notes
 - :mod:`~repro.report.relative`: claim_relative, PMP against every other method of ours, paired by seed
 - :mod:`~repro.report.pivot`: the paper-style table (methods x target sparsities)
@@ -34,7 +34,7 @@ This package re-exports the names callers imported from the single module it rep
 
 from __future__ import annotations
 
-from repro.report.aggregate import NUM_CLASSES, add_dense_deltas, cost_columns, summarize
+from repro.report.aggregate import NUM_CLASSES, add_dense_deltas, cost_columns, size_columns, summarize
 from repro.report.claims import (
     BEST_METRICS,
     DEFAULT_REFERENCES,
@@ -105,6 +105,6 @@ __all__ = [
     "groups_markdown", "left_out_markdown", "like_for_like", "load_references", "log_report_run", "main",
     "make_report", "markdown_table", "one_sided_bounds", "paper_table_markdown", "pick_curve_run", "plot_accuracy",
     "plot_curve", "plot_layer_density", "plot_prefixes", "provenance", "ref_text", "references_for", "register_plot",
-    "relative_claims", "relative_markdown", "seeds_needed", "split_runs", "summarize", "t_interval", "t_quantile",
+    "relative_claims", "relative_markdown", "seeds_needed", "size_columns", "split_runs", "summarize", "t_interval", "t_quantile",
     "tidy", "verdict", "welch_interval", "write_csvs", "write_markdown",
 ]

@@ -1,4 +1,4 @@
-"""Aggregation: tidy runs -> one row per group, with its delta and cost ratio to dense.
+"""Aggregation: tidy runs -> one row per group, with its delta and cost ratio to dense and its file sizes.
 
 Everything the table says about a group is computed here, once, so that the markdown, the
 CSV, the claims and the plots all read the same numbers. Notes collect whatever keeps a
@@ -26,11 +26,56 @@ GRADUAL_METHODS = ("pmp", "gmp")
 #: fewer mask updates than this and a gradual method is one-shot pruning in disguise
 MIN_MASK_UPDATES = 3
 ONE_SHOT_NOTE = f"fewer than {MIN_MASK_UPDATES} mask updates: one-shot pruning in disguise"
+#: bytes in a kB of the size columns: 1000, as ``ls --si`` and file managers count
+KB = 1000.0
+#: the table's size column of the exported file (CSR for pruned weights), in kB
+SIZE_KB = "size_sparse_kB"
+#: the table's size ratios -> (exported file metric, dense fp32 file metric) of the same run:
+#: raw, then both gzip-compressed, then both zstd-compressed (zstd only where it was installed)
+SIZE_RATIOS = {
+    "size_ratio": (records.SIZE_SPARSE_BYTES, records.SIZE_DENSE_BYTES),
+    "size_gzip_ratio": (records.SIZE_SPARSE_GZIP_BYTES, records.SIZE_DENSE_GZIP_BYTES),
+    "size_zstd_ratio": (records.SIZE_SPARSE_ZSTD_BYTES, records.SIZE_DENSE_ZSTD_BYTES),
+}
 
 
 def cost_columns(df: pd.DataFrame) -> list[str]:
     """The cost metrics the runs logged (cost_*), in a stable order."""
     return sorted(c for c in df.columns if c.startswith(records.COST_PREFIX))
+
+
+def size_metrics(df: pd.DataFrame) -> list[str]:
+    """The size metrics the runs logged (size_*, see :mod:`repro.export.sizes`), in a stable order.
+
+    Not the table's own size columns (:func:`size_columns`), which share the prefix: the group
+    means of these go to table.csv as they are, for whoever wants the bytes themselves.
+    """
+    derived = {SIZE_KB, *SIZE_RATIOS}
+    return sorted(c for c in df.columns if c.startswith(records.SIZE_PREFIX) and c not in derived)
+
+
+def size_columns(df: pd.DataFrame) -> list[str]:
+    """The size columns the table shows, in order, for those whose metrics the runs logged.
+
+    A store in which no run exported has none, so its table is the table it was before sizes existed.
+    """
+    return [c for c in (SIZE_KB, *SIZE_RATIOS) if c in df.columns]
+
+
+def _sizes(g: pd.DataFrame) -> dict[str, float]:
+    """A group's size columns: its mean CSR file in kB, and its mean ratios sparse / dense file.
+
+    Each ratio is taken run by run, both files being written from that run's own weights, and
+    then averaged over the runs like any other per-run number. Runs without the metrics (they
+    did not export) are NaN and drop out of the means; a group none of whose runs exported is NaN.
+    """
+    out: dict[str, float] = {}
+    if records.SIZE_SPARSE_BYTES in g:
+        out[SIZE_KB] = g[records.SIZE_SPARSE_BYTES].mean() / KB
+    for col, (num, den) in SIZE_RATIOS.items():
+        if num in g and den in g:
+            out[col] = (g[num] / g[den].where(g[den] > 0)).mean()
+    return out
 
 
 def _with_group(df: pd.DataFrame) -> pd.DataFrame:
@@ -70,6 +115,10 @@ def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str
         sizes = sorted({int(v) for v in g.get(f"{split}_subset", pd.Series(dtype=float)).dropna() if v > 0})
         if sizes:
             notes.append(f"{split} subset of {', '.join(map(str, sizes))} images")
+    if records.SIZE_SPARSE_BYTES in g:
+        exported = int(g[records.SIZE_SPARSE_BYTES].notna().sum())
+        if 0 < exported < len(g):  # the size columns then speak for fewer runs than the accuracy
+            notes.append(f"sizes from {exported}/{len(g)} runs: the others did not export")
     if row["method"] in GRADUAL_METHODS and row["mask_updates_mean"] < MIN_MASK_UPDATES:  # NaN (not logged): no note
         notes.append(ONE_SHOT_NOTE)
     collapsed = int((g["layer_collapse"] > 0).sum())
@@ -91,11 +140,12 @@ def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str
 
 def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Sequence[str] = ("dense",),
               duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per group: accuracy statistics, measured sparsity, delta to dense, cost, provenance, notes."""
+    """One row per group: accuracy statistics, measured sparsity, delta to dense, cost, sizes, provenance, notes."""
     if runs.empty:
         return pd.DataFrame(columns=GROUP_BY)
     runs = _with_group(runs)
     costs = cost_columns(runs)
+    sizes = size_metrics(runs)
     rows = []
     for key, g in runs.groupby(GROUP_BY, sort=True, dropna=False):
         row: dict[str, Any] = dict(zip(GROUP_BY, key))
@@ -116,6 +166,9 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
         })
         for c in costs:
             row[c] = g[c].mean()
+        for c in sizes:
+            row[c] = g[c].mean()
+        row.update(_sizes(g))
         row["notes"] = _notes(row, g, final.n, commits, dense_methods, duplicates)
         rows.append(row)
     groups = pd.DataFrame(rows)

@@ -130,10 +130,13 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
     })
     for col, param in RECIPE_PARAMS.items():
         df[col] = _col(raw, _param(param)).fillna("").astype(str)
-    cost = _metric(r.COST_PREFIX)
-    for c in raw.columns:
-        if c.startswith(cost):
-            df[c[len(cost) - len(r.COST_PREFIX):]] = pd.to_numeric(raw[c], errors="coerce")
+    # cost and size metrics keep their own names (cost_*, size_*): a metric the training side adds
+    # reaches the table without a change here; a run that did not log one has NaN in its column
+    for prefix in (r.COST_PREFIX, r.SIZE_PREFIX):
+        full = _metric(prefix)
+        for c in raw.columns:
+            if c.startswith(full):
+                df[c[len(full) - len(prefix):]] = pd.to_numeric(raw[c], errors="coerce")
     dense = df["method"].isin(list(dense_methods))
     df["target"] = np.where(dense, 0.0, df["sparsity_param"].fillna(0.0)).round(6)
     df["seed"] = df["seed"].map(lambda s: int(s) if isinstance(s, str) and re.fullmatch(r"-?\d+", s) else s)

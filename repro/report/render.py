@@ -21,7 +21,7 @@ import pandas as pd
 
 from repro import records
 from repro.report import pivot
-from repro.report.aggregate import GROUP_SHORT, lookalikes
+from repro.report.aggregate import GROUP_SHORT, KB, SIZE_KB, lookalikes, size_columns
 from repro.report.decide import MAX_SEEDS, MIN_SEEDS, NO_NUMBER
 from repro.report.reading import GROUP_COLUMN
 from repro.report.relative import RELATIVE_COLUMNS, unmatched
@@ -55,6 +55,35 @@ def _sci(x: float) -> str:
     return f"{x:.3g}" if np.isfinite(x) else ""
 
 
+#: the header of each size column in table.md: its name and, in brackets, what the ratio is to
+#: (as the cost columns say "× dense"); the kB column is the exported file itself
+SIZE_HEADERS = {
+    SIZE_KB: SIZE_KB,
+    "size_ratio": "size_ratio (× dense file)",
+    "size_gzip_ratio": "size_gzip_ratio (× dense gzip)",
+    "size_zstd_ratio": "size_zstd_ratio (× dense zstd)",
+}
+
+
+def _size_cell(column: str, x: float) -> str:
+    """kB to one decimal; ratios to three, since at 98% sparsity they are a few hundredths."""
+    return _f(x, 1 if column == SIZE_KB else 3)
+
+
+def size_note(sizes: Sequence[str]) -> str:
+    """What the size columns of table.md mean ("" when it has none, so older tables read as before)."""
+    if not sizes:
+        return ""
+    meaning = {SIZE_KB: f"{SIZE_KB} is the exported file in kB ({KB:g} bytes)",
+               "size_ratio": "size_ratio is sparse / dense bytes of the same run",
+               "size_gzip_ratio": "size_gzip_ratio the same with both files gzip-compressed (level 6)",
+               "size_zstd_ratio": "size_zstd_ratio with both zstd-compressed (level 3)"}
+    return (" Size columns (runs with `trainer.export=true`): bytes of the exported safetensors file (torch.save "
+            "where safetensors is not installed), CSR for pruned weights; ratio to the dense fp32 file. "
+            + "; ".join(meaning[c] for c in sizes) + ". Each is the mean over the group's runs that exported; "
+            "blank: none did (older runs, LTH's per-target runs).")
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
@@ -65,12 +94,15 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
-    """The results table; a ``group`` column (short group tag) only where two rows would look alike."""
+    """The results table; a ``group`` column (short group tag) only where two rows would look alike, and
+    size columns beside the cost columns only where runs exported (see :func:`size_note`)."""
     show_group = GROUP_COLUMN in groups and bool(lookalikes(groups).any())
     header = ["model", "dataset", "data", "method", "target %", "epochs"] + (["group"] if show_group else [])
     header += ["n", "final acc % (mean ± std)", "95% CI",
               "best acc % (mean ± std)", "sparsity % prunable / all", "Δ vs dense pp [95% CI]"]
     header += [f"{c} (× dense)" for c in costs]
+    sizes = size_columns(groups)
+    header += [SIZE_HEADERS[c] for c in sizes]
     header += ["references", "commit", "notes"]
     rows = []
     for _, g in groups.iterrows():
@@ -82,6 +114,7 @@ def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
         r += [int(g["n"]), _pm(g["final_mean"], g["final_std"]), _ci(g["final_lo"], g["final_hi"]),
              _pm(g["best_mean"], g["best_std"]), f"{_f(g['sparsity_mean'])} / {_f(g['sparsity_all_mean'])}", delta]
         r += [f"{_sci(g[c])} ({_f(g[f'{c}_ratio'])})" if np.isfinite(g[c]) else "" for c in costs]
+        r += [_size_cell(c, g[c]) for c in sizes]
         r += [g.get("references", ""), g["commits"], "; ".join(g["notes"])]
         rows.append(r)
     return markdown_table(header, rows)
@@ -218,7 +251,7 @@ def write_markdown(path: Path, prov: dict[str, str], groups: pd.DataFrame, claim
               "epoch on the final mask. Sparsity is measured at the end, over prunable weights / over all parameters. "
               "Δ vs dense is paired by seed where at least two seeds are shared (else Welch, unpaired)."
               + (" Cost columns show the mean and, in brackets, the ratio to the matching dense run (one dense "
-                 "training cycle)." if costs else ""), ""]
+                 "training cycle)." if costs else "") + size_note(size_columns(groups)), ""]
     parts.append(groups_markdown(groups, costs) if not groups.empty else "_No finished runs._")
     parts += ["", "## Claims and literature numbers", "", CLAIMS_RULE.format(tol=args.tolerance, **rule), ""]
     if claims.empty:
