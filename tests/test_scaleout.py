@@ -78,11 +78,15 @@ def test_gpu_node_reused_workers_keep_their_gpu_and_share_no_state(train_cli, tm
     """hydra/launcher=gpu_node with two (pretend) GPUs: two loky workers, three jobs, so a
     worker runs a second job. Each worker holds one GPU slot for life and sets
     CUDA_VISIBLE_DEVICES to it; a job in a reused worker reproduces the fresh-process run
-    of the same config metric for metric (seeding, MLflow run ids and the RNG are per job)."""
+    of the same config metric for metric (seeding, MLflow run ids and the RNG are per job).
+    The same run twice on purpose: the basic sweeper (the planned one would leave job 2 out)
+    and a checkpoint folder per job, each job in its own sweep folder (the run lock would
+    refuse job 2 while job 0 trains)."""
     locks = tmp_path / "gpu-locks"
-    proc = train_cli("-m", "hydra/launcher=gpu_node", "hydra.callbacks.gpu_slots.gpus=[0,1]",
+    proc = train_cli("-m", "hydra/launcher=gpu_node", "hydra/sweeper=basic", "hydra.callbacks.gpu_slots.gpus=[0,1]",
               f"hydra.callbacks.gpu_slots.lock_dir={locks}", PID_LOG, *TINY,
-              "rerun=true", "trainer.checkpoint_every=0", "seed=0,1,0")
+              "rerun=true", "trainer.checkpoint_every=0", "hydra.job.chdir=true", "trainer.checkpoint_dir=checkpoints",
+              "seed=0,1,0")
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr, "n_jobs = GPUs x jobs_per_gpu"
     runs = finished(train_cli.uri)
     assert len(runs) == 3 and len({r.info.run_id for r in runs}) == 3
