@@ -80,14 +80,20 @@ if not OmegaConf.has_resolver("repro_gpu_slots"):
     OmegaConf.register_new_resolver("repro_gpu_slots", gpu_slots)
 
 
-def default_lock_dir() -> Path:
-    """$REPRO_GPU_LOCK_DIR, else a per-user directory in /tmp (per SLURM job inside an allocation)."""
-    if os.environ.get("REPRO_GPU_LOCK_DIR"):
-        return Path(os.environ["REPRO_GPU_LOCK_DIR"])
-    name = f"repro-gpu-slots-{os.getuid()}"
+def per_user_lock_dir(env_var: str, stem: str) -> Path:
+    """$``env_var``, else ``/tmp/<stem>-<uid>`` (with ``-slurm<job>`` inside a SLURM allocation,
+    whose resources are its own): where flock-based slots of one user on one machine live."""
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    name = f"{stem}-{os.getuid()}"
     if os.environ.get("SLURM_JOB_ID"):
         name += f"-slurm{os.environ['SLURM_JOB_ID']}"
     return Path(tempfile.gettempdir()) / name
+
+
+def default_lock_dir() -> Path:
+    """$REPRO_GPU_LOCK_DIR, else a per-user directory in /tmp (per SLURM job inside an allocation)."""
+    return per_user_lock_dir("REPRO_GPU_LOCK_DIR", "repro-gpu-slots")
 
 
 def lease_gpu(devices: Sequence[str], jobs_per_gpu: int = 1, lock_dir: str | Path | None = None,

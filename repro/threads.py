@@ -35,7 +35,6 @@ import dataclasses
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,12 +92,9 @@ def launcher_jobs(cores: int) -> int:
 def default_registry_dir() -> Path:
     """$REPRO_TRAINER_LOCK_DIR, else a per-user directory in /tmp (per SLURM job inside an
     allocation, whose cores are its own)."""
-    if os.environ.get("REPRO_TRAINER_LOCK_DIR"):
-        return Path(os.environ["REPRO_TRAINER_LOCK_DIR"])
-    name = f"repro-trainers-{os.getuid()}"
-    if os.environ.get("SLURM_JOB_ID"):
-        name += f"-slurm{os.environ['SLURM_JOB_ID']}"
-    return Path(tempfile.gettempdir()) / name
+    from repro.scaleout import per_user_lock_dir  # the GPU slots' directory rule, for trainer slots
+
+    return per_user_lock_dir("REPRO_TRAINER_LOCK_DIR", "repro-trainers")
 
 
 @dataclasses.dataclass

@@ -117,10 +117,16 @@ def _fmt_load(load: list[float] | None) -> str:
 
 def write(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """``<device>-<date>.json`` (everything) and ``latest.md`` (the table) under ``out_dir``."""
+    return write_files(result, out_dir, f"{result['device']}-", "latest.md", render(result))
+
+
+def write_files(result: dict[str, Any], out_dir: Path, prefix: str, md_name: str, text: str) -> tuple[Path, Path]:
+    """``<prefix><date>.json`` (every number) and ``md_name`` (``text`` plus a pointer to the json):
+    the one file layout of every bench section, so that sections never overwrite each other's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = result["date"].replace(":", "").replace("-", "")[:15]
-    path = out_dir / f"{result['device']}-{stamp}.json"
+    path = out_dir / f"{prefix}{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    md = out_dir / "latest.md"
-    md.write_text(render(result) + f"\nfull numbers: `{path.name}`\n")
+    md = out_dir / md_name
+    md.write_text(text + f"\nfull numbers: `{path.name}`\n")
     return path, md

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from repro.export.latency import compare
 from repro.pruning.masks import pruned_count
 
 from .machine import git_state, machine_info
+from .report import write_files
 
 SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.98, 0.99)
 
@@ -135,10 +135,4 @@ def render(result: dict[str, Any]) -> str:
 
 def write(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """``sparse-<date>.json`` and ``sparse-latest.md`` (apart from the main bench's latest.md)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = result["date"].replace(":", "").replace("-", "")[:15]
-    path = out_dir / f"sparse-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    md = out_dir / "sparse-latest.md"
-    md.write_text(render(result) + f"\nfull numbers: `{path.name}`\n")
-    return path, md
+    return write_files(result, out_dir, "sparse-", "sparse-latest.md", render(result))

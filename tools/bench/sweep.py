@@ -37,6 +37,7 @@ from repro.threads import usable_cores
 from repro.tracking import PROJECT_ROOT
 
 from .machine import git_state, machine_info
+from .report import write_files
 
 #: the script the workers run as (its ``--sweep-worker`` option)
 SCRIPT = Path(__file__).resolve().parent.parent / "bench.py"
@@ -190,10 +191,4 @@ def render(result: dict[str, Any]) -> str:
 
 def write(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """``sweep-<date>.json`` and ``sweep-latest.md`` (apart from the main bench's latest.md)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = result["date"].replace(":", "").replace("-", "")[:15]
-    path = out_dir / f"sweep-{stamp}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    md = out_dir / "sweep-latest.md"
-    md.write_text(render(result) + f"\nfull numbers: `{path.name}`\n")
-    return path, md
+    return write_files(result, out_dir, "sweep-", "sweep-latest.md", render(result))
