@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from repro.report import plots as plotting
+from repro.report import sensitivity
 from repro.report.aggregate import cost_columns, summarize
 from repro.report.claims import DEFAULT_REFERENCES, compare, load_references, references_for
 from repro.report.logging_run import log_report_run
@@ -101,9 +102,11 @@ def make_report(argv: Sequence[str] | None = None) -> Report:
     runs, left, dupes = split_runs(tidy(raw, dense_methods))
     out = args.out or Path("results") / (args.profile or "all")
     out.mkdir(parents=True, exist_ok=True)
-    for prefix in plotting.plot_prefixes():  # stale plots of an earlier report would otherwise be logged again
+    for prefix in (*plotting.plot_prefixes(), sensitivity.PLOT_PREFIX):  # stale plots would be logged again
         for old in out.glob(f"{prefix}*.png"):
             old.unlink()
+    for old in (out / sensitivity.RANKING_CSV, out / sensitivity.SECTION_MD):
+        old.unlink(missing_ok=True)
 
     groups = summarize(runs, args.confidence, dense_methods, dupes)
     costs = cost_columns(runs)
@@ -119,11 +122,19 @@ def make_report(argv: Sequence[str] | None = None) -> Report:
     if not args.no_plots and not groups.empty:
         plots = _draw_plots(uri, out, dense_methods, groups=groups, refs=refs, runs=runs)
 
+    # one setting moved at a time around our default PMP (the sensitivity profile): ranking.csv and plots
+    sens_files = sensitivity.write(sensitivity.analyse(runs, raw, args.confidence, dense_methods), out,
+                                   plots=not args.no_plots)
+
     prov = provenance(args, uri, runs, argv)
     files = write_csvs(out, groups, claims, relative)
     md = out / "table.md"
     write_markdown(md, prov, groups, claims, left, plots, costs, args, len(dupes), relative, refs, dense_methods)
-    files = [md, *files, *plots]
+    if sens_files:
+        with md.open("a") as fh:
+            fh.write(f"\nSensitivity to the undisclosed settings: [{sensitivity.SECTION_MD}]({sensitivity.SECTION_MD}), "
+                     f"[{sensitivity.RANKING_CSV}]({sensitivity.RANKING_CSV}).\n")
+    files = [md, *files, *plots, *sens_files]
     run_id = None
     if not args.no_log:
         params = {"profile": args.profile or "(all)", "experiment": args.experiment, "tolerance_pp": args.tolerance,
@@ -141,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_claims = 0 if report.claims.empty else int((report.claims["verdict"] != NO_RUNS).sum())
     print(f"wrote {report.out / 'table.md'} ({len(report.groups)} group(s), {n_claims} reference comparison(s), "
           f"{len(report.relative)} PMP-vs-other comparison(s), {len(report.left_out)} run(s) left out, "
-          f"{len(report.files) - 4} plot(s))"
+          f"{sum(f.suffix == '.png' for f in report.files)} plot(s))"
           + (f"; logged as MLflow run {report.report_run_id}" if report.report_run_id else ""))
     return 0
 
