@@ -229,8 +229,8 @@ def analyse(runs: pd.DataFrame, raw: pd.DataFrame, confidence: float = 0.95,
             rows.sort(key=lambda r: r["order"])
             cells += rows
             ranking.append(_rank_row(setting, context, float(target), rows, f_oneway))
-            if method != "pmp":
-                notes.append(f"the design at {float(target):g} in '{context}' is of method {method}")
+        if method != "pmp":
+            notes.append(f"the design at {float(target):g} in '{context}' is of method {method}")
     if not cells:
         return empty
     dense_rows = []
