@@ -27,6 +27,14 @@ KIND_TAG = "kind"
 KIND_REPORT = "report"
 #: an LTH chain: its targets are nested runs, the chain itself is not a result
 KIND_CHAIN = "chain"
+#: a multirun's parent run (repro.sweep_run): its jobs are its children; not a result
+KIND_SWEEP = "sweep"
+#: the sweep a run was launched by (its folder below multirun/, e.g. 2026-12-03/06-10-00)
+SWEEP_TAG = "repro.sweep"
+#: on a sweep's parent: how its jobs ended ("FINISHED 3, FAILED 1, skipped 2")
+SWEEP_STATUS_TAG = "repro.sweep.status"
+#: on a FINISHED run a later sweep skipped: ``repro.skipped_by.<sweep id>`` = "1"
+SKIPPED_BY_PREFIX = "repro.skipped_by."
 PROFILE_TAG = "profile"
 METHOD_TAG = "method"
 MODEL_TAG = "model"
@@ -55,47 +63,58 @@ DATASET_PARAM = "data.name"
 METHOD_PARAM = "pruner.name"
 TRAIN_SUBSET_PARAM = "data.train_subset"
 TEST_SUBSET_PARAM = "data.test_subset"
+#: a sweep parent's params: its folder, its overrides, how many jobs it ran or skipped
+SWEEP_DIR_PARAM = "sweep.dir"
+SWEEP_OVERRIDES_PARAM = "sweep.overrides"
+SWEEP_JOBS_PARAM = "sweep.jobs"
 
 # ----------------------------------------------------------------------------- metrics
-# per epoch
-TRAIN_LOSS = "train_loss"
-TRAIN_ACC = "train_acc"
-TEST_LOSS = "test_loss"
-TEST_ACC = "test_acc"
-VAL_LOSS = "val_loss"
-VAL_ACC = "val_acc"
-SPARSITY = "sparsity"
-SPARSITY_ALL = "sparsity_all"
-EPOCH_TIME = "epoch_time"
-SAMPLES_PER_S = "samples_per_s"
-LR = "lr"
-MASK_FINAL = "mask_final"
+# Namespaced (``group/name``) so the MLflow UI groups its charts; accuracies are percent
+# everywhere (training log, MLflow, report). Runs written before the namespaces carry the
+# flat names of LEGACY_METRICS, which the report reads through that map.
+# Per epoch, at step = optimizer steps so far (over all cycles), the x-axis the mask
+# updates share:
+TRAIN_LOSS = "train/loss"
+TRAIN_ACC = "train/acc"
+TEST_LOSS = "test/loss"
+TEST_ACC = "test/acc"
+VAL_LOSS = "val/loss"
+VAL_ACC = "val/acc"
+LR = "train/lr"
+EPOCH_TIME = "perf/epoch_time_s"
+SAMPLES_PER_S = "perf/samples_per_s"
+# at every mask update (step = optimizer step) and at the end of every epoch:
+SPARSITY = "sparsity/prunable"
+SPARSITY_ALL = "sparsity/all"
+#: how many times the mask changed so far (PMP/GMP with fewer than 3 are one-shot pruning in disguise)
+MASK_UPDATES = "mask/updates"
+# Keys of the loop's per-epoch history that are not metrics (the step says when; they live in
+# checkpoints and drive the headline rule)
 EPOCH = "epoch"
 CYCLE = "cycle"
-# once per run (accuracies are fractions in [0, 1]; the report shows percent)
-FINAL_TEST_ACC = "final_test_acc"
-FINAL_TEST_LOSS = "final_test_loss"
-BEST_TEST_ACC = "best_test_acc"
-BEST_EPOCH = "best_epoch"
-FINAL_SPARSITY = "final_sparsity"
-FINAL_SPARSITY_ALL = "final_sparsity_all"
+MASK_FINAL = "mask_final"
+# once per run (step 0)
+FINAL_TEST_ACC = "final/test_acc"
+FINAL_TEST_LOSS = "final/test_loss"
+BEST_TEST_ACC = "final/best_test_acc"
+BEST_EPOCH = "final/best_epoch"
+FINAL_SPARSITY = "final/sparsity"
+FINAL_SPARSITY_ALL = "final/sparsity_all"
 #: zeros over every conv/linear weight, pruned or not (LTH's denominator)
-FINAL_SPARSITY_WEIGHTS = "final_sparsity_weights"
-NUM_PRUNABLE = "num_prunable"
-NUM_PARAMS = "num_params"
-NUM_ZEROS = "num_zeros"
-LAYER_COLLAPSE = "layer_collapse"
-TOTAL_STEPS = "total_steps"
-#: how many times the mask changed (PMP/GMP with fewer than 3 are one-shot pruning in disguise)
-MASK_UPDATES = "mask_updates"
-#: every cost metric starts with this prefix (cost_iterations, cost_train_flops, ...)
-COST_PREFIX = "cost_"
-COST_ITERATIONS = "cost_iterations"
-COST_EPOCHS = "cost_epochs"
-COST_CYCLES = "cost_cycles"
-COST_TRAIN_FLOPS = "cost_train_flops"
-COST_INFERENCE_FLOPS = "cost_inference_flops"
-COST_DENSE_CYCLE_FLOPS = "cost_dense_cycle_flops"
+FINAL_SPARSITY_WEIGHTS = "final/sparsity_weights"
+NUM_PRUNABLE = "mask/prunable"
+NUM_PARAMS = "model/params"
+NUM_ZEROS = "mask/zeros"
+LAYER_COLLAPSE = "mask/layer_collapse"
+TOTAL_STEPS = "final/total_steps"
+#: every cost metric starts with this prefix (cost/iterations, cost/train_flops, ...)
+COST_PREFIX = "cost/"
+COST_ITERATIONS = "cost/iterations"
+COST_EPOCHS = "cost/epochs"
+COST_CYCLES = "cost/cycles"
+COST_TRAIN_FLOPS = "cost/train_flops"
+COST_INFERENCE_FLOPS = "cost/inference_flops"
+COST_DENSE_CYCLE_FLOPS = "cost/dense_cycle_flops"
 
 # ----------------------------------------------------------------------------- artifacts
 CONFIG_ARTIFACT = "config.yaml"
@@ -109,6 +128,11 @@ LAYER_DENSITY_COLUMNS = ("layer", "shape", "weights", "kept", "density")
 def profile_tag(profile: str) -> str:
     """The membership tag of a profile (see PROFILE_TAG_PREFIX)."""
     return PROFILE_TAG_PREFIX + profile
+
+
+def skipped_by_tag(sweep: str) -> str:
+    """The tag a sweep leaves on a FINISHED run it skipped (see SKIPPED_BY_PREFIX)."""
+    return SKIPPED_BY_PREFIX + sweep
 
 # ----------------------------------------------------------------------------- recipe params
 # The report compares two methods (claim_relative) only where their runs share these
@@ -128,21 +152,72 @@ CORES_TAG = "repro.cores"
 
 # ----------------------------------------------------------------------------- export (repro.export)
 #: every size metric of an exported subnetwork starts with this prefix (bytes, or parameter counts)
-SIZE_PREFIX = "size_"
+SIZE_PREFIX = "size/"
 #: the dense fp32 state dict without masks, in the export's container (safetensors or torch.save)
-SIZE_DENSE_BYTES = "size_dense_bytes"
-SIZE_DENSE_GZIP_BYTES = "size_dense_gzip_bytes"
+SIZE_DENSE_BYTES = "size/dense_bytes"
+SIZE_DENSE_GZIP_BYTES = "size/dense_gzip_bytes"
 #: logged only where the ``zstandard`` module is installed
-SIZE_DENSE_ZSTD_BYTES = "size_dense_zstd_bytes"
+SIZE_DENSE_ZSTD_BYTES = "size/dense_zstd_bytes"
 #: the exported file (CSR for pruned weights, the rest dense)
-SIZE_SPARSE_BYTES = "size_sparse_bytes"
-SIZE_SPARSE_GZIP_BYTES = "size_sparse_gzip_bytes"
-SIZE_SPARSE_ZSTD_BYTES = "size_sparse_zstd_bytes"
+SIZE_SPARSE_BYTES = "size/sparse_bytes"
+SIZE_SPARSE_GZIP_BYTES = "size/sparse_gzip_bytes"
+SIZE_SPARSE_ZSTD_BYTES = "size/sparse_zstd_bytes"
 #: bytes of the tensors alone (values + indices), whatever the container adds around them
-SIZE_DENSE_PAYLOAD_BYTES = "size_dense_payload_bytes"
-SIZE_SPARSE_PAYLOAD_BYTES = "size_sparse_payload_bytes"
+SIZE_DENSE_PAYLOAD_BYTES = "size/dense_payload_bytes"
+SIZE_SPARSE_PAYLOAD_BYTES = "size/sparse_payload_bytes"
 #: parameters of the model, and those that are not zero
-SIZE_PARAMS = "size_params"
-SIZE_NONZERO_PARAMS = "size_nonzero_params"
+SIZE_PARAMS = "size/params"
+SIZE_NONZERO_PARAMS = "size/nonzero_params"
 #: the artifact folder holding model.json and the tensor file (trainer.export=true)
 EXPORT_ARTIFACT_DIR = "export"
+
+
+# ----------------------------------------------------------------------------- legacy names
+#: Old flat metric name (runs logged before the namespaces) -> (current name, factor from the old
+#: unit to the current one: accuracies were fractions, now percent). The report reads an old
+#: store through this map (repro.report.reading.migrate_legacy); a metric renamed later gets a
+#: line here, one per old name.
+LEGACY_METRICS: dict[str, tuple[str, float]] = {
+    "train_loss": (TRAIN_LOSS, 1.0),
+    "train_acc": (TRAIN_ACC, 100.0),
+    "test_loss": (TEST_LOSS, 1.0),
+    "test_acc": (TEST_ACC, 100.0),
+    "val_loss": (VAL_LOSS, 1.0),
+    "val_acc": (VAL_ACC, 100.0),
+    "lr": (LR, 1.0),
+    "epoch_time": (EPOCH_TIME, 1.0),
+    "samples_per_s": (SAMPLES_PER_S, 1.0),
+    "sparsity": (SPARSITY, 1.0),
+    "sparsity_all": (SPARSITY_ALL, 1.0),
+    "mask_updates": (MASK_UPDATES, 1.0),
+    "final_test_acc": (FINAL_TEST_ACC, 100.0),
+    "final_test_loss": (FINAL_TEST_LOSS, 1.0),
+    "best_test_acc": (BEST_TEST_ACC, 100.0),
+    "best_epoch": (BEST_EPOCH, 1.0),
+    "final_sparsity": (FINAL_SPARSITY, 1.0),
+    "final_sparsity_all": (FINAL_SPARSITY_ALL, 1.0),
+    "final_sparsity_weights": (FINAL_SPARSITY_WEIGHTS, 1.0),
+    "num_prunable": (NUM_PRUNABLE, 1.0),
+    "num_params": (NUM_PARAMS, 1.0),
+    "num_zeros": (NUM_ZEROS, 1.0),
+    "layer_collapse": (LAYER_COLLAPSE, 1.0),
+    "total_steps": (TOTAL_STEPS, 1.0),
+}
+#: whole families renamed by prefix (cost_train_flops -> cost/train_flops, size_* -> size/*)
+LEGACY_PREFIXES: dict[str, str] = {"cost_": COST_PREFIX, "size_": SIZE_PREFIX}
+
+
+def legacy_metric(old: str) -> tuple[str, float] | None:
+    """(current name, unit factor) of an old flat metric name, or None if it was never renamed."""
+    if old in LEGACY_METRICS:
+        return LEGACY_METRICS[old]
+    for prefix, new in LEGACY_PREFIXES.items():
+        if old.startswith(prefix):
+            return new + old[len(prefix):], 1.0
+    return None
+
+
+def column(metric: str) -> str:
+    """The report's column for a metric: the name with ``/`` as ``_`` (cost/train_flops ->
+    cost_train_flops), the names the report's tables and CSVs have always shown."""
+    return metric.replace("/", "_")

@@ -36,7 +36,7 @@ from repro.records import (  # noqa: F401 - re-exported for callers of the old n
     PARENT_RUN_TAG,
     PROFILE_TAG_PREFIX,
     RESUMED_WITH_PREFIX,
-    TRAIN_LOSS,
+    TRAIN_LOSS,  # noqa: F401
     profile_tag,
 )
 
@@ -329,7 +329,8 @@ class Tracker:
             self.experiment_id = self._prepare(experiment)
         self.run_id: str | None = None
         self.resumed = False
-        self._logged_steps: set[int] = set()
+        #: metric name -> steps already in the run (read from the store on first use after a resume)
+        self._logged_steps: dict[str, set[int]] = {}
 
     def _prepare(self, name: str) -> str:
         """The experiment's id, creating it (artifacts beside a SQLite store) on first use."""
@@ -377,13 +378,12 @@ class Tracker:
         if resume_run_id:
             self.run_id = resume_run_id
             self.client.update_run(resume_run_id, status="RUNNING")
-            history = self.client.get_metric_history(resume_run_id, TRAIN_LOSS)
-            self._logged_steps = {m.step for m in history}
+            self._logged_steps = {}
             log.info("resuming MLflow run %s", resume_run_id)
         else:
             run = self.client.create_run(self.experiment_id, run_name=name, tags={IDENTITY_TAG: identity, **tags})
             self.run_id = run.info.run_id
-            self._logged_steps = set()
+            self._logged_steps = {}
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, v)
         return self.run_id
@@ -408,16 +408,25 @@ class Tracker:
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log a step's metrics once: steps already in the run (before a resume) are skipped."""
+        """Log a step's metrics once per name: a (metric, step) already in the run (logged before a
+        resume, or by another series at the same step: an epoch's end and a mask update) is skipped."""
         from mlflow.entities import Metric
 
         if step is not None:
-            if step in self._logged_steps:
-                return
-            self._logged_steps.add(step)
+            metrics = {k: v for k, v in metrics.items() if step not in self._steps_of(k)}
+            for k in metrics:
+                self._logged_steps[k].add(step)
+        if not metrics:
+            return
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=items)
+
+    def _steps_of(self, name: str) -> set[int]:
+        if name not in self._logged_steps:
+            history = self.client.get_metric_history(self.run_id, name) if self.resumed else []
+            self._logged_steps[name] = {m.step for m in history}
+        return self._logged_steps[name]
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():

@@ -187,14 +187,15 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
 
     base_tags = spec.tags
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
-                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None)
+                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None, on_mask=tracker.log_metrics)
     engine.ctx.extra["init"] = cfg.trainer.init
     final = engine.run()
 
     target = method.final_target()
     if target is not None:
         check_integrity(masks, target, method.scope if not getattr(method, "layer_rates", None) else "global")
-    tracker.log_metrics(final)
+    # at the last step, so a metric that is also a series (mask/updates) ends where its series does
+    tracker.log_metrics(final, step=engine.state.total_steps_run)
     tracker.log_text(density_csv(masks), rec.LAYER_DENSITY_ARTIFACT)
     tracker.set_tags({rec.LAYER_COLLAPSE_TAG: ",".join(masks.collapsed_layers()) or "none"})
     if cfg.trainer.save_model:
@@ -349,7 +350,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     final = run(cfg)
-    return None if final is None else final.get("final_test_acc")
+    return None if final is None else final.get(rec.FINAL_TEST_ACC)
 
 
 if __name__ == "__main__":

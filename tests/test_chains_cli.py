@@ -28,10 +28,10 @@ def test_lth_chain_leaves_one_run_per_target_with_cumulative_cost(train_run):
     assert [k.data.params["sparsity"] for k in kids] == ["0.5", "0.9"]
     assert all(k.info.status == "FINISHED" and k.data.tags["mlflow.parentRunId"] == chain.info.run_id for k in kids)
     n = 266_200
-    assert [k.data.metrics["num_zeros"] for k in kids] == [round(0.5 * n), 239_580]
+    assert [k.data.metrics["mask/zeros"] for k in kids] == [round(0.5 * n), 239_580]
     # 0.5 is reached after 4 rounds (0.2, 0.36, 0.488, 0.5): 5 cycles; 0.9 after 12 rounds
-    assert [k.data.metrics["cost_cycles"] for k in kids] == [5, 13]
-    assert kids[0].data.metrics["cost_train_flops"] < kids[1].data.metrics["cost_train_flops"]
+    assert [k.data.metrics["cost/cycles"] for k in kids] == [5, 13]
+    assert kids[0].data.metrics["cost/train_flops"] < kids[1].data.metrics["cost/train_flops"]
     assert chain.info.status == "FINISHED"
 
 
@@ -42,10 +42,10 @@ def test_pmp_and_oneshot_log_their_cost(train_run):
     runs = {r.data.params["pruner.name"]: r.data.metrics for r in runs_of(train_run.uri)}
     assert set(runs) == {"pmp", "oneshot"}
     for m in runs.values():
-        assert m["cost_train_flops"] > 0 and m["cost_inference_flops"] > 0
-    assert runs["oneshot"]["cost_epochs"] == 2 and runs["pmp"]["cost_epochs"] == 1
+        assert m["cost/train_flops"] > 0 and m["cost/inference_flops"] > 0
+    assert runs["oneshot"]["cost/epochs"] == 2 and runs["pmp"]["cost/epochs"] == 1
     # PMP prunes during its single cycle: cheaper than one dense cycle
-    assert runs["pmp"]["cost_train_flops"] < runs["pmp"]["cost_dense_cycle_flops"]
+    assert runs["pmp"]["cost/train_flops"] < runs["pmp"]["cost/dense_cycle_flops"]
 
 
 @pytest.mark.slow
@@ -72,6 +72,6 @@ def test_lth_chain_killed_between_rounds_resumes_to_the_same_numbers(tmp_path, m
     repro_train(*args, cwd=tmp_path / "work", uri=f"sqlite:///{work_db}")
     (ref,) = children(f"sqlite:///{ref_db}")
     (got,) = children(f"sqlite:///{work_db}")
-    for key in ("final_test_acc", "num_zeros", "cost_train_flops", "cost_cycles"):
+    for key in ("final/test_acc", "mask/zeros", "cost/train_flops", "cost/cycles"):
         assert got.data.metrics[key] == ref.data.metrics[key], key
     assert len(runs_of(f"sqlite:///{work_db}")) == 2  # the chain and its one target: nothing duplicated

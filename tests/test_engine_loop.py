@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from repro import records
 from repro.pruning.methods import Method
 from tests.test_iterative import OPTIM, engine_for, synthetic
 
@@ -73,8 +74,8 @@ def test_epoch_train_metrics_are_sample_weighted_over_every_batch():
     assert batches == [16, 16, 16, 16, 6]
     loss = sum(F.cross_entropy(o, y, reduction="sum").item() for o, y in zip(outs, labels)) / 70
     correct = sum(int((o.argmax(1) == y).sum()) for o, y in zip(outs, labels))
-    assert metrics["train_loss"] == pytest.approx(loss, rel=1e-5)
-    assert metrics["train_acc"] == correct / 70
+    assert metrics[records.TRAIN_LOSS] == pytest.approx(loss, rel=1e-5)
+    assert metrics[records.TRAIN_ACC] == 100.0 * correct / 70  # percent
 
 
 def test_masks_survive_the_engines_memory_format_move():

@@ -5,6 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from repro import models
+from repro import records as rec
 from repro.data import Batches, Dataset, Split
 from repro.engine import Engine, LoopConfig, initialize
 from repro.pruning.iterative import LotteryTicket, MaskTransfer, OneShot, layer_round_counts, shortened_round
@@ -58,7 +59,7 @@ def test_rounds_remove_a_fifth_of_survivors_and_land_exactly_on_targets():
     eng = engine_for(method, epochs=1)
     eng.run()
     n = eng.masks.num_prunable
-    by_cycle = {h["cycle"]: h["sparsity"] for h in eng.state.history}
+    by_cycle = {h[rec.CYCLE]: h[rec.SPARSITY] for h in eng.state.history}
     expected = [0.0, 0.2, 0.36, 1 - 0.8**3, 0.5, 0.6]  # 1 - 0.8^r until a target is hit exactly
     assert [by_cycle[c] for c in range(6)] == [pruned_count(s, n) / n for s in expected]
 
@@ -135,18 +136,18 @@ def test_lth_chain_logs_each_target_with_cumulative_cost():
     eng.run()
     assert [(c, t) for c, t, _ in reports] == [(2, 0.36), (4, 0.5)]
     first, second = reports[0][2], reports[1][2]
-    assert first["final_sparsity"] == pruned_count(0.36, eng.masks.num_prunable) / eng.masks.num_prunable
-    assert first["cost_cycles"] == 3 and second["cost_cycles"] == 5
-    assert second["cost_train_flops"] > first["cost_train_flops"] > first["cost_dense_cycle_flops"]
+    assert first[rec.FINAL_SPARSITY] == pruned_count(0.36, eng.masks.num_prunable) / eng.masks.num_prunable
+    assert first[rec.COST_CYCLES] == 3 and second[rec.COST_CYCLES] == 5
+    assert second[rec.COST_TRAIN_FLOPS] > first[rec.COST_TRAIN_FLOPS] > first[rec.COST_DENSE_CYCLE_FLOPS]
 
 
 def test_oneshot_trains_dense_then_prunes_and_finetunes():
     cfg = OmegaConf.create({"name": "oneshot", "scope": "global", "finetune_epochs": 1})
     eng = engine_for(OneShot(cfg, 0.8, None), epochs=2)
     final = eng.run()
-    assert [(h["cycle"], h["sparsity"] > 0) for h in eng.state.history] == [(0, False), (0, False), (1, True)]
-    assert final["num_zeros"] == pruned_count(0.8, eng.masks.num_prunable)
-    assert final["cost_epochs"] == 3
+    assert [(h[rec.CYCLE], h[rec.SPARSITY] > 0) for h in eng.state.history] == [(0, False), (0, False), (1, True)]
+    assert final[rec.NUM_ZEROS] == pruned_count(0.8, eng.masks.num_prunable)
+    assert final[rec.COST_EPOCHS] == 3
 
 
 def test_mask_from_reproduces_the_saved_mask_exactly(tmp_path):
@@ -244,9 +245,9 @@ def test_pmp_counts_its_mask_updates_and_warns_when_the_schedule_is_not_gradual(
 
     with caplog.at_level("WARNING"):
         sparse = engine_for(pmp(50), epochs=2).run()
-    assert sparse["mask_updates"] == 1.0
+    assert sparse[rec.MASK_UPDATES] == 1.0
     assert "plans only 2 mask update(s)" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         gradual = engine_for(pmp(1), epochs=2).run()
-    assert gradual["mask_updates"] == 4.0 and "plans only" not in caplog.text
+    assert gradual[rec.MASK_UPDATES] == 4.0 and "plans only" not in caplog.text

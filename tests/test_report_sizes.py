@@ -93,7 +93,7 @@ def test_size_columns_per_group_by_hand_and_blank_without_metrics(mlflow_uri, tm
         for col, want in cols.items():
             got = g.loc[method, col]
             assert (math.isnan(got) if math.isnan(want) else got == pytest.approx(want)), (method, col, got, want)
-    assert g.loc["pmp", records.SIZE_SPARSE_BYTES] == pytest.approx(155_000.0)  # the raw means go to table.csv too
+    assert g.loc["pmp", records.column(records.SIZE_SPARSE_BYTES)] == pytest.approx(155_000.0)  # raw means: table.csv
     assert "sizes from 1/3 runs: the others did not export" in g.loc["gmp", "notes"]
     assert not any(n.startswith("sizes from") for m in ("dense", "pmp", "snip") for n in g.loc[m, "notes"])
 

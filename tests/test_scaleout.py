@@ -109,9 +109,9 @@ def test_gpu_node_reused_workers_keep_their_gpu_and_share_no_state(train_cli, tm
     for r in runs:
         by_seed[r.data.params["seed"]].append(r.data.metrics)
     first, again = by_seed["0"]
-    keys = ("train_loss", "train_acc", "test_loss", "test_acc", "final_test_acc")
+    keys = ("train/loss", "train/acc", "test/loss", "test/acc", "final/test_acc")
     assert {k: first[k] for k in keys} == {k: again[k] for k in keys}
-    assert by_seed["1"][0]["train_loss"] != first["train_loss"]
+    assert by_seed["1"][0]["train/loss"] != first["train/loss"]
 
 
 # ---------------------------------------------------------------------- GPU slots, unit
@@ -351,9 +351,9 @@ def test_team_server_postgres_backend_over_http(tmp_path):
         for run in runs:
             rid = run["info"]["run_id"]
             metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-            assert 0.0 < metrics["final_test_acc"] <= 1.0 and metrics["final_sparsity"] == 0.0
-            history = _http(f"{api}/metrics/get-history?" + urllib.parse.urlencode({"run_id": rid, "metric_key": "test_acc"}))
-            assert [m["step"] for m in history["metrics"]] == [1]
+            assert 0.0 < metrics["final/test_acc"] <= 100.0 and metrics["final/sparsity"] == 0.0
+            history = _http(f"{api}/metrics/get-history?" + urllib.parse.urlencode({"run_id": rid, "metric_key": "test/acc"}))
+            assert len(history["metrics"]) == 1  # one epoch: one point
             params = {p["key"]: p["value"] for p in run["data"]["params"]}
             assert params["tracking.uri"] == url
             files = {f["path"] for f in _http(f"{api}/artifacts/list?run_id={rid}").get("files", [])}

@@ -5,6 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from repro import cli
+from repro import records as rec
 from tests.conftest import needs_mnist, runs_of
 
 TINY = ("model=lenet300", "data=mnist", "trainer.epochs=2", "trainer.batch_size=100", "data.train_subset=1000",
@@ -24,10 +25,14 @@ def test_dense_run_is_recorded_with_params_tags_and_epoch_metrics(train_run):
     assert tags["data_source"] == "official" and tags["device"] == "cpu"
     assert "pruner=dense" in tags["hydra_overrides"]
     client = MlflowClient(train_run.uri)
-    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time", "samples_per_s", "sparsity"):
-        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
-    assert 0.5 < run.data.metrics["final_test_acc"] <= 1.0
-    assert run.data.metrics["num_prunable"] == 266_200  # 784*300 + 300*100 + 100*10
+    # per epoch, at step = optimizer steps so far (1000 images in batches of 100: 10 an epoch)
+    for key in (rec.TRAIN_LOSS, rec.TRAIN_ACC, rec.TEST_LOSS, rec.TEST_ACC, rec.LR, rec.EPOCH_TIME, rec.SAMPLES_PER_S,
+                rec.SPARSITY):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [10, 20], key
+    for key in (rec.EPOCH, rec.CYCLE, rec.MASK_FINAL, "epoch", "cycle", "mask_final"):  # the step says when
+        assert key not in run.data.metrics
+    assert 50.0 < run.data.metrics[rec.FINAL_TEST_ACC] <= 100.0  # percent, as in the report
+    assert run.data.metrics[rec.NUM_PRUNABLE] == 266_200  # 784*300 + 300*100 + 100*10
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "final_state_dict.pt", "layer_density.csv"} <= artifacts
 
@@ -38,14 +43,21 @@ def test_pmp_run_ends_at_exact_sparsity_following_the_schedule(train_run):
               "schedule.update_frequency=1")
     (run,) = runs_of(train_run.uri)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["num_zeros"] == 239_580  # 0.9 * 266,200
-    history = MlflowClient(train_run.uri).get_metric_history(run.info.run_id, "sparsity")
+    assert run.data.metrics[rec.NUM_ZEROS] == 239_580  # 0.9 * 266,200
+    client = MlflowClient(train_run.uri)
+    by_step = {m.step: m.value for m in client.get_metric_history(run.info.run_id, rec.SPARSITY)}
     # 10 steps an epoch, the ramp ends at step 0.75 * 40 = 30: a linear ramp from 0 is at
     # 10/30, 20/30, 30/30 of 0.9 after epochs 1-3 (79,860, 159,720, 239,580 of 266,200 weights)
-    by_epoch = [m.value for m in sorted(history, key=lambda m: m.step)]
-    assert by_epoch == pytest.approx([0.3, 0.6, 0.9, 0.9], abs=1e-12)
+    assert [by_step[s] for s in (10, 20, 30, 40)] == pytest.approx([0.3, 0.6, 0.9, 0.9], abs=1e-12)
+    # a point per mask update: update_frequency=1 moves the mask after each of steps 1..30, and
+    # step k of the ramp prunes round(0.9 * 266,200 * k / 30) weights (the pinned rounding rule)
+    assert sorted(by_step) == list(range(1, 31)) + [40]
+    assert by_step[7] == pytest.approx(int(0.9 * 266_200 * 7 / 30 + 0.5) / 266_200, abs=1e-9)
+    updates = client.get_metric_history(run.info.run_id, rec.MASK_UPDATES)
+    assert sorted((m.step, m.value) for m in updates) == [(k, float(k)) for k in range(1, 31)] + [(40, 30.0)]
+    assert run.data.metrics[rec.MASK_UPDATES] == 30
     # best_test_acc only counts epochs on the final mask (epochs 3 and 4)
-    assert run.data.metrics["best_epoch"] >= 3
+    assert run.data.metrics[rec.BEST_EPOCH] >= 3
 
 
 @pytest.mark.slow

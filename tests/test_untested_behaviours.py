@@ -90,7 +90,7 @@ def scripted_evaluate(test_accs: list[float], val_accs: list[float], val_size: i
         i = calls[kind]
         calls[kind] += 1
         acc = (val_accs if kind == "val" else test_accs)[i]
-        return 1.0 - acc, acc
+        return 1.0 - acc / 100.0, acc
 
     fake.calls = calls
     return fake
@@ -98,21 +98,21 @@ def scripted_evaluate(test_accs: list[float], val_accs: list[float], val_size: i
 
 @needs_mnist
 @pytest.mark.parametrize(("val_size", "best_epoch", "best_test_acc"), [
-    (20, 2.0, 0.5),  # validation accuracies 0.4, 0.8, 0.7: epoch 2 is best; its test accuracy is 0.5
-    (0, 1.0, 0.9),  # no validation split: the best test epoch (test accuracies 0.9, 0.5, 0.6)
+    (20, 2.0, 50.0),  # validation accuracies 40, 80, 70 %: epoch 2 is best; its test accuracy is 50 %
+    (0, 1.0, 90.0),  # no validation split: the best test epoch (test accuracies 90, 50, 60 %)
 ])
 def test_best_epoch_follows_the_validation_accuracy_when_there_is_a_validation_split(
         train_run, monkeypatch, val_size, best_epoch, best_test_acc):
     from repro.engine import loop
 
-    fake = scripted_evaluate([0.9, 0.5, 0.6], [0.4, 0.8, 0.7], val_size=20, test_size=50)
+    fake = scripted_evaluate([90.0, 50.0, 60.0], [40.0, 80.0, 70.0], val_size=20, test_size=50)
     monkeypatch.setattr(loop, "evaluate", fake)
     out = train_run(f"data.val_size={val_size}", *TINY, "trainer.epochs=3", uri=None)
     final = out.value
     assert fake.calls == {"test": 3, "val": 3 if val_size else 0}
     assert final[rec.BEST_EPOCH] == best_epoch
     assert final[rec.BEST_TEST_ACC] == best_test_acc
-    assert final[rec.FINAL_TEST_ACC] == 0.6  # the last epoch, whatever the selection
+    assert final[rec.FINAL_TEST_ACC] == 60.0  # the last epoch, whatever the selection
 
 
 def test_headline_picks_the_best_validation_epoch_among_final_mask_epochs_only():
@@ -135,14 +135,14 @@ def test_headline_picks_the_best_validation_epoch_among_final_mask_epochs_only()
 @needs_mnist
 def test_eval_every_evaluates_every_nth_epoch_and_always_the_last(train_run):
     """5 epochs with eval_every=2: test metrics at epochs 2 and 4, and 5 (the last); the
-    training metrics at every epoch."""
+    training metrics at every epoch (steps: 32 images in batches of 16, 2 optimizer steps an epoch)."""
     train_run(*TINY, "trainer.epochs=5", "trainer.eval_every=2")
     (run,) = runs_of(train_run.uri)
     client = MlflowClient(train_run.uri)
     steps = lambda key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key))  # noqa: E731
-    assert steps(rec.TEST_ACC) == [2, 4, 5]
-    assert steps(rec.TEST_LOSS) == [2, 4, 5]
-    assert steps(rec.TRAIN_LOSS) == [1, 2, 3, 4, 5]
+    assert steps(rec.TEST_ACC) == [4, 8, 10]
+    assert steps(rec.TEST_LOSS) == [4, 8, 10]
+    assert steps(rec.TRAIN_LOSS) == [2, 4, 6, 8, 10]
     assert run.data.metrics[rec.BEST_EPOCH] in (2.0, 4.0, 5.0)
 
 
@@ -251,7 +251,7 @@ def test_ctrl_c_ends_the_run_killed_and_keeps_what_was_logged(train_run, monkeyp
     assert run.info.status == "KILLED"
     assert run.data.tags[rec.FAILURE_TAG] == "interrupted"
     history = MlflowClient(train_run.uri).get_metric_history(run.info.run_id, rec.TRAIN_LOSS)
-    assert [m.step for m in history] == [1]
+    assert [m.step for m in history] == [2]  # epoch 1 ends at optimizer step 2
 
 
 # ----------------------------------------------------------------------------- CIFAR augmentation

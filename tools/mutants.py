@@ -178,6 +178,21 @@ MUTANTS: tuple[Mutant, ...] = (
         (f"{BEHAVIOURS}::test_mask_from_a_run_id_retrains_exactly_that_runs_final_mask",),
         "pruner.source=<run id> downloads the artifact but hands the method the run id",
     ),
+    # ------------------------------------------------------------------ issue 15: MLflow records
+    Mutant(
+        "legacy-accuracy-left-a-fraction", "repro/records.py",
+        '    "final_test_acc": (FINAL_TEST_ACC, 100.0),',
+        '    "final_test_acc": (FINAL_TEST_ACC, 1.0),',
+        ("tests/test_report_golden.py::test_report_output_matches_golden_files",),
+        "a store logged before the namespaces reads its accuracies as fractions of a percent",
+    ),
+    Mutant(
+        "mask-updates-not-reported", "repro/engine/loop.py",
+        "        self.on_mask({rec.SPARSITY:",
+        "        (lambda m, s: None)({rec.SPARSITY:",
+        ("tests/test_train_cli.py::test_pmp_run_ends_at_exact_sparsity_following_the_schedule",),
+        "sparsity only at epoch ends: the PMP ramp is invisible in MLflow",
+    ),
 )
 
 

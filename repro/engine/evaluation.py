@@ -26,7 +26,8 @@ from repro.records import (
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: int,
              prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a split, in eval mode."""
+    """Mean cross-entropy and accuracy (percent, the unit of every accuracy the suite records) over a
+    split, in eval mode."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=split.images.device)
@@ -37,18 +38,18 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalizer, batch_size: 
         correct += (out.argmax(1) == y).sum()
     model.train(was_training)
     n = len(split)
-    return loss_sum.item() / n, correct.item() / n
+    return loss_sum.item() / n, 100.0 * correct.item() / n
 
 
 def epoch_means(losses: list[torch.Tensor], preds: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[float, float, int]:
-    """Sample-weighted mean loss and accuracy over the steps so far (batch means weighted by size),
-    and the number of samples."""
+    """Sample-weighted mean loss and accuracy (percent) over the steps so far (batch means weighted
+    by size), and the number of samples."""
     sizes = [len(y) for y in labels]
     seen = sum(sizes)
     weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
     loss_sum = (torch.stack(losses).float() * weights).sum()
     correct = (torch.cat(preds) == torch.cat(labels)).sum()
-    return loss_sum.item() / seen, correct.item() / seen, seen
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen, seen
 
 
 def headline(history: list[dict], cycle: int) -> dict[str, float]:

@@ -2,7 +2,9 @@
 
 The loop knows nothing about particular pruning methods or about MLflow: methods plug in
 through :class:`repro.pruning.methods.Method` hooks, and metrics leave through the
-``on_epoch`` callback. Evaluation, the LR schedule and checkpoints live in their own
+``on_epoch`` callback (once per epoch) and the ``on_mask`` callback (at every mask change, so a
+gradual method's ramp is visible step by step). Both give the optimizer steps run so far, over
+all cycles, as the step: one x-axis for every series of a run. Evaluation, the LR schedule and checkpoints live in their own
 modules of :mod:`repro.engine`; this one holds the loop, its state and the cost of a run.
 """
 
@@ -34,6 +36,20 @@ from repro.pruning.masks import MaskSet
 from repro.pruning.methods import Context, Method
 
 log = logging.getLogger(__name__)
+
+
+#: keys of the per-epoch history that are not logged as metrics
+HISTORY_ONLY = (rec.EPOCH, rec.CYCLE, rec.MASK_FINAL)
+
+
+def _current_names(entry: dict) -> dict:
+    """A history entry of a checkpoint written before the metric namespaces, under today's names
+    and units (repro.records.LEGACY_METRICS)."""
+    out = {}
+    for k, v in entry.items():
+        new, factor = rec.legacy_metric(k) or (k, 1.0)
+        out[new] = v * factor
+    return out
 
 
 class NonFiniteLoss(RuntimeError):
@@ -86,7 +102,8 @@ class Engine:
     def __init__(self, model: nn.Module, dataset: Dataset, method: Method, masks: MaskSet, optim: Any,
                  cfg: LoopConfig, device: torch.device,
                  on_epoch: Callable[[dict, int], None] = lambda metrics, step: None,
-                 on_cycle: Callable[[dict, int, float], None] = lambda metrics, cycle, target: None) -> None:
+                 on_cycle: Callable[[dict, int, float], None] = lambda metrics, cycle, target: None,
+                 on_mask: Callable[[dict, int], None] = lambda metrics, step: None) -> None:
         self.model = model
         self.dataset = dataset
         self.method = method
@@ -96,6 +113,7 @@ class Engine:
         self.device = device
         self.on_epoch = on_epoch
         self.on_cycle = on_cycle
+        self.on_mask = on_mask
         self.normalize = Normalizer(dataset.name, device)
         augment = cfg.augment and dataset.name == "cifar10"
         self.train_split = dataset.train.to(device)
@@ -183,6 +201,7 @@ class Engine:
         ckpt = ckpt_io.load(path, self.device)
         self.model.load_state_dict(ckpt["model"])
         self.state = LoopState(**ckpt["loop"])
+        self.state.history = [_current_names(h) for h in self.state.history]
         self._new_optimizer(self.state.step)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         # a checkpoint of MaskedSGD may hold momentum at masked positions (never applied there);
@@ -296,7 +315,10 @@ class Engine:
         self._new_optimizer(step)
 
     def _record_density(self, global_step: int) -> None:
+        """Note a mask change at ``global_step`` (cost accounting) and report the new sparsity."""
         self.state.density_log.append((global_step, [r["density"] for r in self.masks.density_table()]))
+        self.on_mask({rec.SPARSITY: self.masks.sparsity(), rec.SPARSITY_ALL: self.masks.sparsity_all(),
+                      rec.MASK_UPDATES: float(len(self.state.density_log))}, global_step)
 
     def _one_epoch(self) -> None:
         threads.recheck()  # trainers may have come or gone since the last epoch
@@ -325,11 +347,12 @@ class Engine:
             self.save_checkpoint()
 
     def _report(self, metrics: dict) -> None:
-        step = len(self.state.history)
+        """Log an epoch's metrics at step = optimizer steps so far over all cycles (epoch, cycle and
+        mask_final stay in the history: the step says when)."""
         if self.cfg.progress != "none":
             shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in (rec.CYCLE, rec.MASK_FINAL))
             log.info("cycle %d | %s", self.state.cycle, shown)
-        self.on_epoch(metrics, step)
+        self.on_epoch({k: v for k, v in metrics.items() if k not in HISTORY_ONLY}, self.state.total_steps_run)
 
     def cost(self) -> dict:
         """What the subnetwork cost so far: steps, epochs and training FLOPs over all cycles

@@ -65,8 +65,9 @@ def summary(meta: dict, out: Path) -> str:
              f"model {m['name']} width {m['width']:g}, {int(s[rec.SIZE_NONZERO_PARAMS])} of {int(s[rec.SIZE_PARAMS])} "
              "parameters non-zero"]
     for kind in ("dense", "sparse"):
-        zstd = s.get(f"size_{kind}_zstd_bytes")
-        lines.append(f"{kind:>6}: {s[f'size_{kind}_bytes']:.0f} bytes, gzip {s[f'size_{kind}_gzip_bytes']:.0f}, "
+        zstd = s.get(f"{rec.SIZE_PREFIX}{kind}_zstd_bytes")
+        lines.append(f"{kind:>6}: {s[f'{rec.SIZE_PREFIX}{kind}_bytes']:.0f} bytes, "
+                     f"gzip {s[f'{rec.SIZE_PREFIX}{kind}_gzip_bytes']:.0f}, "
                      + (f"zstd {zstd:.0f}" if zstd is not None else "zstd n/a"))
     if not zstd_available():
         lines.append(ZSTD_MISSING)

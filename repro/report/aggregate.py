@@ -33,15 +33,15 @@ SIZE_KB = "size_sparse_kB"
 #: the table's size ratios -> (exported file metric, dense fp32 file metric) of the same run:
 #: raw, then both gzip-compressed, then both zstd-compressed (zstd only where it was installed)
 SIZE_RATIOS = {
-    "size_ratio": (records.SIZE_SPARSE_BYTES, records.SIZE_DENSE_BYTES),
-    "size_gzip_ratio": (records.SIZE_SPARSE_GZIP_BYTES, records.SIZE_DENSE_GZIP_BYTES),
-    "size_zstd_ratio": (records.SIZE_SPARSE_ZSTD_BYTES, records.SIZE_DENSE_ZSTD_BYTES),
+    "size_ratio": (records.column(records.SIZE_SPARSE_BYTES), records.column(records.SIZE_DENSE_BYTES)),
+    "size_gzip_ratio": (records.column(records.SIZE_SPARSE_GZIP_BYTES), records.column(records.SIZE_DENSE_GZIP_BYTES)),
+    "size_zstd_ratio": (records.column(records.SIZE_SPARSE_ZSTD_BYTES), records.column(records.SIZE_DENSE_ZSTD_BYTES)),
 }
 
 
 def cost_columns(df: pd.DataFrame) -> list[str]:
     """The cost metrics the runs logged (cost_*), in a stable order."""
-    return sorted(c for c in df.columns if c.startswith(records.COST_PREFIX))
+    return sorted(c for c in df.columns if c.startswith(records.column(records.COST_PREFIX)))
 
 
 def size_metrics(df: pd.DataFrame) -> list[str]:
@@ -51,7 +51,7 @@ def size_metrics(df: pd.DataFrame) -> list[str]:
     means of these go to table.csv as they are, for whoever wants the bytes themselves.
     """
     derived = {SIZE_KB, *SIZE_RATIOS}
-    return sorted(c for c in df.columns if c.startswith(records.SIZE_PREFIX) and c not in derived)
+    return sorted(c for c in df.columns if c.startswith(records.column(records.SIZE_PREFIX)) and c not in derived)
 
 
 def size_columns(df: pd.DataFrame) -> list[str]:
@@ -70,8 +70,8 @@ def _sizes(g: pd.DataFrame) -> dict[str, float]:
     did not export) are NaN and drop out of the means; a group none of whose runs exported is NaN.
     """
     out: dict[str, float] = {}
-    if records.SIZE_SPARSE_BYTES in g:
-        out[SIZE_KB] = g[records.SIZE_SPARSE_BYTES].mean() / KB
+    if records.column(records.SIZE_SPARSE_BYTES) in g:
+        out[SIZE_KB] = g[records.column(records.SIZE_SPARSE_BYTES)].mean() / KB
     for col, (num, den) in SIZE_RATIOS.items():
         if num in g and den in g:
             out[col] = (g[num] / g[den].where(g[den] > 0)).mean()
@@ -115,8 +115,8 @@ def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str
         sizes = sorted({int(v) for v in g.get(f"{split}_subset", pd.Series(dtype=float)).dropna() if v > 0})
         if sizes:
             notes.append(f"{split} subset of {', '.join(map(str, sizes))} images")
-    if records.SIZE_SPARSE_BYTES in g:
-        exported = int(g[records.SIZE_SPARSE_BYTES].notna().sum())
+    if records.column(records.SIZE_SPARSE_BYTES) in g:
+        exported = int(g[records.column(records.SIZE_SPARSE_BYTES)].notna().sum())
         if 0 < exported < len(g):  # the size columns then speak for fewer runs than the accuracy
             notes.append(f"sizes from {exported}/{len(g)} runs: the others did not export")
     if row["method"] in GRADUAL_METHODS and row["mask_updates_mean"] < MIN_MASK_UPDATES:  # NaN (not logged): no note

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from repro import records
-from repro.report.reading import BASE_KEYS
+from repro.report.reading import BASE_KEYS, metric_history
 
 log = logging.getLogger(__name__)
 
@@ -220,14 +220,14 @@ def plot_curve(run: pd.Series, client: Any, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    acc = sorted((m.step, m.value) for m in client.get_metric_history(run["run_id"], records.TEST_ACC))
-    sp = sorted((m.step, m.value) for m in client.get_metric_history(run["run_id"], records.SPARSITY))
+    acc = metric_history(client, run["run_id"], records.TEST_ACC)
+    sp = metric_history(client, run["run_id"], records.SPARSITY)
     if not acc and not sp:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     if acc:
-        ax.plot([s for s, _ in acc], [100 * v for _, v in acc], marker="o", ms=3, color="tab:blue")
-    ax.set_xlabel("epoch (logged step)")
+        ax.plot([s for s, _ in acc], [v for _, v in acc], marker="o", ms=3, color="tab:blue")
+    ax.set_xlabel("logged step (optimizer steps; epochs in runs logged before metric namespaces)")
     ax.set_ylabel("test accuracy (%)", color="tab:blue")
     ax2 = ax.twinx()
     if sp:

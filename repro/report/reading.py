@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,37 @@ def fetch_runs(uri: str, experiment: str, profile: str | None) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def migrate_legacy(raw: pd.DataFrame) -> pd.DataFrame:
+    """Runs logged before the namespaces (flat names, accuracies as fractions) read as new ones:
+    each old ``metrics.<name>`` column fills its current one (in the current unit) where a run has
+    no value under the current name (:data:`repro.records.LEGACY_METRICS`)."""
+    out = raw.copy()
+    for c in raw.columns:
+        if not c.startswith("metrics."):
+            continue
+        found = records.legacy_metric(c[len("metrics."):])
+        if found is None:
+            continue
+        new, factor = found
+        old = pd.to_numeric(raw[c], errors="coerce") * factor
+        target = _metric(new)
+        out[target] = out[target].where(out[target].notna(), old) if target in out.columns else old
+    return out
+
+
+def metric_history(client: Any, run_id: str, name: str) -> list[tuple[int, float]]:
+    """(step, value) of a metric over training in the current unit, under its current name or,
+    for a run logged before the namespaces, its old one."""
+    points = client.get_metric_history(run_id, name)
+    factor = 1.0
+    if not points:
+        for old, (new, f) in records.LEGACY_METRICS.items():
+            if new == name and (points := client.get_metric_history(run_id, old)):
+                factor = f
+                break
+    return sorted((m.step, m.value * factor) for m in points)
+
+
 def _col(raw: pd.DataFrame, *names: str) -> pd.Series:
     """The first of the columns present, filled from the next ones where missing."""
     out = pd.Series([None] * len(raw), index=raw.index, dtype=object)
@@ -99,6 +131,7 @@ def _num(raw: pd.DataFrame, *names: str) -> pd.Series:
 def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.DataFrame:
     """One row per run with the columns the report uses (accuracies in %, sparsities as fractions)."""
     r = records
+    raw = migrate_legacy(raw)
     if raw.empty:
         return pd.DataFrame(columns=["run_id", *GROUP_BY, "seed", "status"])
     df = pd.DataFrame({
@@ -118,8 +151,8 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
         "dirty": _col(raw, _tag(r.GIT_DIRTY_TAG)).fillna("unknown"),
         "failure": _col(raw, _tag(r.FAILURE_TAG)).fillna(""),
         GROUP_COLUMN: _col(raw, _tag(r.GROUP_TAG)).fillna("").astype(str),
-        "final_acc": _num(raw, _metric(r.FINAL_TEST_ACC)) * 100.0,
-        "best_acc": _num(raw, _metric(r.BEST_TEST_ACC)) * 100.0,
+        "final_acc": _num(raw, _metric(r.FINAL_TEST_ACC)),
+        "best_acc": _num(raw, _metric(r.BEST_TEST_ACC)),
         "final_sparsity": _num(raw, _metric(r.FINAL_SPARSITY)),
         "final_sparsity_all": _num(raw, _metric(r.FINAL_SPARSITY_ALL)),
         "final_sparsity_weights": _num(raw, _metric(r.FINAL_SPARSITY_WEIGHTS)),
@@ -130,13 +163,14 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
     })
     for col, param in RECIPE_PARAMS.items():
         df[col] = _col(raw, _param(param)).fillna("").astype(str)
-    # cost and size metrics keep their own names (cost_*, size_*): a metric the training side adds
-    # reaches the table without a change here; a run that did not log one has NaN in its column
+    # cost and size metrics keep their own names (cost/*, size/* as columns cost_*, size_*): a metric
+    # the training side adds reaches the table without a change here; a run that did not log one
+    # has NaN in its column
     for prefix in (r.COST_PREFIX, r.SIZE_PREFIX):
         full = _metric(prefix)
         for c in raw.columns:
             if c.startswith(full):
-                df[c[len(full) - len(prefix):]] = pd.to_numeric(raw[c], errors="coerce")
+                df[r.column(c[len("metrics."):])] = pd.to_numeric(raw[c], errors="coerce")
     dense = df["method"].isin(list(dense_methods))
     df["target"] = np.where(dense, 0.0, df["sparsity_param"].fillna(0.0)).round(6)
     df["seed"] = df["seed"].map(lambda s: int(s) if isinstance(s, str) and re.fullmatch(r"-?\d+", s) else s)

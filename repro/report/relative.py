@@ -80,7 +80,7 @@ def _row(pmp: pd.Series, other: pd.Series, tol: float, confidence: float, costs:
     for who, g in ((PAPER_METHOD, pmp), (other["method"], other)):
         if ONE_SHOT_NOTE in g["notes"]:
             notes.append(f"{who}: {ONE_SHOT_NOTE}")
-    cost = records.COST_TRAIN_FLOPS
+    cost = records.column(records.COST_TRAIN_FLOPS)
     ratio = np.nan
     if other["method"] == COSTLY_METHOD and cost in costs and np.isfinite(pmp[cost]) and pmp[cost]:
         ratio = other[cost] / pmp[cost]

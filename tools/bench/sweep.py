@@ -72,6 +72,7 @@ def sweep_worker(threads: int, overrides: list[str]) -> dict[str, Any]:
     """One job: compose, say ready, wait for go, run it as repro-train does; its times and threads."""
     from hydra import compose, initialize_config_dir
 
+    from repro.records import FINAL_TEST_ACC
     from repro.train import CONF_DIR, run
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -89,7 +90,7 @@ def sweep_worker(threads: int, overrides: list[str]) -> dict[str, Any]:
     final = run(cfg)
     end = time.time()
     return {"start": start, "end": end, "seconds": end - start, "threads_log": said, "requested_threads": threads,
-            "final_test_acc": (final or {}).get("final_test_acc")}
+            "final_test_acc": (final or {}).get(FINAL_TEST_ACC)}
 
 
 # ----------------------------------------------------------------------------- the parent

@@ -100,8 +100,9 @@ def render_md(doc: dict[str, Any]) -> str:
         for name, r in t.get("runs", {}).items():
             f = r.get("final") or {}
             lines.append(f"| {name} | {r.get('status')} | {r.get('epochs_done', 0)}/{r.get('epochs_planned', '-')} | "
-                         f"{f.get('final_test_acc', f.get('test_acc', '-'))} | {f.get('best_test_acc', '-')} | "
-                         f"{f.get('final_sparsity', f.get('sparsity', '-'))} | {r.get('epoch_time_median_s', '-')} |")
+                         f"{f.get('final/test_acc', f.get('final_test_acc', '-'))} | "
+                         f"{f.get('final/best_test_acc', f.get('best_test_acc', '-'))} | "
+                         f"{f.get('final/sparsity', f.get('final_sparsity', '-'))} | {r.get('epoch_time_median_s', '-')} |")
         if "pmp_minus_dense_pp" in t:
             lines += ["", f"PMP minus dense: {t['pmp_minus_dense_pp']} points ({t['compared']}), one seed each: "
                           "one seed decides nothing."]

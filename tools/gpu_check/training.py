@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .phases import Run
 
 
-_METRIC = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=([-+0-9.eE]+|nan|inf|-inf)")
+_METRIC = re.compile(r"([A-Za-z_][A-Za-z0-9_/]*)=([-+0-9.eE]+|nan|inf|-inf)")
 
 
 def parse_train_log(text: str) -> dict[str, Any]:
@@ -131,7 +131,8 @@ def training(run: Run, result: dict[str, Any]) -> None:
                                                f"{plan['epochs']}: call again (machine warm) to resume from the checkpoint")
         else:
             rec.update(status="error", reason=f"repro-train exited {rc}")
-        times = [e["epoch_time"] for e in parsed["epochs"] if "epoch_time" in e]
+        times = [e.get("perf/epoch_time_s", e.get("epoch_time")) for e in parsed["epochs"]
+                 if "perf/epoch_time_s" in e or "epoch_time" in e]
         if times:
             rec["epoch_time_median_s"] = sorted(times)[len(times) // 2]
         run.log(f"  train {name}: {rec['status']} ({epochs_done}/{plan['epochs']} epochs)")
@@ -139,8 +140,10 @@ def training(run: Run, result: dict[str, Any]) -> None:
     done = [runs[n] for n in names if runs.get(n, {}).get("status") == "done" and runs[n].get("final")]
     if len(done) == len(names):
         a, b = runs["pmp"]["final"], runs["dense"]["final"]
-        key = "final_test_acc" if "final_test_acc" in a and "final_test_acc" in b else "test_acc"
-        result["pmp_minus_dense_pp"] = round(100 * (a[key] - b[key]), 2)
+        # accuracies in percent under the namespaced names; fractions under the flat names of older logs
+        key, pp = next(((k, f) for k, f in (("final/test_acc", 1), ("test/acc", 1), ("final_test_acc", 100),
+                                            ("test_acc", 100)) if k in a and k in b), ("final/test_acc", 1))
+        result["pmp_minus_dense_pp"] = round(pp * (a[key] - b[key]), 2)
         result["compared"] = key
     unfinished = {n: runs.get(n, {}).get("status") for n in names if runs.get(n, {}).get("status") != "done"}
     if unfinished:
