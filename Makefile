@@ -15,7 +15,7 @@ else
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: help setup test test-slow test-all mutants train reproduce-table report ui lint bench gpu-check gpu-pack fashion-mnist postgres clean
+.PHONY: help setup test test-slow test-all mutants train reproduce-table report ui chromium lint bench gpu-check gpu-pack fashion-mnist postgres clean
 
 help:  ## list the targets, and where runs are read from and written to
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ help:  ## list the targets, and where runs are read from and written to
 	@echo "               train and reproduce-table write it, report and ui read it"
 	@echo "  checkpoints  $${REPRO_CKPT_DIR:-checkpoints}/ (REPRO_CKPT_DIR); Hydra's logs in outputs/ and multirun/"
 	@echo "  data         read from $(REPRO_DATA_DIR) (REPRO_DATA_DIR)"
-	@echo "  report       results/PROFILE/ (table.md, table.csv, claims.csv, plots) and a kind=report run in the store"
+	@echo "  report       results/PROFILE/ (table.md, table.csv, claims.csv, plots) and a kind=report run in experiment repro-reports"
 	@echo "  .venv/bin/repro-train --help: groups, keys and example commands"
 
 $(STAMP): pyproject.toml
@@ -58,7 +58,7 @@ TEST_JOBS ?= auto
 test: setup  ## the fast test suite (no network, about 2 minutes on 2 cores)
 	$(BIN)/pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-test-slow: setup postgres  ## the long tests (CI runs them too)
+test-slow: setup postgres chromium  ## the long tests (CI runs them too)
 	$(BIN)/pytest -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests collected"; exit 0; fi; exit $$rc
 
 test-all: test test-slow  ## both suites
@@ -81,8 +81,15 @@ reproduce-table: setup  ## the sweep of PROFILE (conf/profile/) into the MLflow 
 report: setup  ## PROFILE's runs from the MLflow store -> results/PROFILE/ (REPORT_ARGS="--tolerance 0.5 ...")
 	$(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS)
 
-ui: setup  ## the MLflow UI over the MLflow store on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+ui: setup  ## the MLflow UI over the MLflow store; prints the link to the runs table (one worker, no job runner)
+	$(BIN)/python -m repro.dashboard $(UI_ARGS)
+
+chromium:  ## Debian's chromium for the UI test (tests/test_ui.py), when apt can run as root
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	    || echo "warning: could not install chromium"; \
+	else echo "note: the UI test needs 'sudo apt-get install chromium'"; fi
 
 bench: setup  ## interleaved speed benchmark vs peers into results/bench/ (BENCH_ARGS="--quick", "--device cuda")
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)

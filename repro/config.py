@@ -192,6 +192,12 @@ class TrackingConfig:
     #: MLflow tracking URI; null = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     uri: str | None = None
     experiment: str = "repro"
+    #: log the final network as an MLflow model (masks folded in; runs:/<id>/model, repro.model_log)
+    log_model: bool = True
+    #: MLflow system metrics (system/*: CPU, memory, disk, network; GPU with nvidia-ml-py), sampled
+    #: every system_metrics_interval_s seconds while the run trains (repro.run_context)
+    system_metrics: bool = True
+    system_metrics_interval_s: float = 10.0
 
 
 @dataclass

@@ -192,7 +192,9 @@ def legacy_identity(cfg: DictConfig, uses: Uses, resolved: Resolved) -> str | No
     non-default value, the config is new and there is nothing to find.
     """
     changed = {k for k in nondefault(cfg) if not k.startswith("hydra.") and k != "hydra"}
-    if any(k not in LEGACY_KEYS and not k.startswith("pruner.layer_rates.") for k in changed):
+    # tracking.* never changes a result (and is dropped from the hash below): a new tracking key
+    # set to a non-default value does not make the config new
+    if any(k not in LEGACY_KEYS and not k.startswith(("pruner.layer_rates.", "tracking.")) for k in changed):
         return None
     tree = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert isinstance(tree, dict)

@@ -284,16 +284,25 @@ def ensure_schema(path: Path) -> None:
                          "move it away to start a new store") from None
 
 
-def git_info() -> dict[str, str]:
-    """Commit and dirty flag of the checkout the code runs from ("unknown" outside git)."""
+#: tracked paths the dirty check leaves out: the report's outputs, which the report itself rewrites
+#: (a report run before training must not mark every later run "uncommitted changes")
+NOT_CODE = ("results",)
+
+
+def git_info(root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Commit and dirty flag of the checkout the code runs from ("unknown" outside git).
+
+    Dirty means a tracked file differs from the commit, outside :data:`NOT_CODE`: what could change
+    a result (code, configs, references), not the outputs the suite writes into the checkout."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10,
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         *(f":(exclude){p}" for p in NOT_CODE)))
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     return {"git_commit": commit, "git_dirty": str(dirty).lower()}
@@ -329,6 +338,7 @@ class Tracker:
             self.experiment_id = self._prepare(experiment)
         self.run_id: str | None = None
         self.resumed = False
+        self._system: Any = None
         #: metric name -> steps already in the run (read from the store on first use after a resume)
         self._logged_steps: dict[str, set[int]] = {}
 
@@ -386,7 +396,35 @@ class Tracker:
             self._logged_steps = {}
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, v)
+        from repro import dashboard, run_context
+
+        dashboard.prepare_experiment(self.client, self.experiment_id)  # make ui's saved view of the runs table
+        log.info("%s", run_context.start_message(self.uri, self.experiment_id, self.run_id, self.resumed))
         return self.run_id
+
+    def describe(self, text: str) -> None:
+        """The run's description (markdown on its page in the UI)."""
+        from repro.run_context import DESCRIPTION_TAG
+
+        self.client.set_tag(self.run_id, DESCRIPTION_TAG, text)
+
+    def start_system_metrics(self, interval_s: float) -> None:
+        """MLflow's system metrics for this run until :meth:`end`."""
+        from repro.run_context import SystemMetrics
+
+        self._system = SystemMetrics(self.uri, self.run_id, interval_s, self.resumed)
+
+    def log_dataset(self, dataset: Any, cfg: Any) -> None:
+        """The data the run trains on as an MLflow dataset input (name, source, digest, subset)."""
+        from repro.run_context import log_dataset
+
+        log_dataset(self.client, self.run_id, dataset, cfg)
+
+    def log_model(self, model: Any, cfg: Any, dataset: Any) -> None:
+        """The final network as an MLflow model (repro.model_log)."""
+        from repro.model_log import log_model
+
+        log_model(self.uri, self.run_id, model, cfg, dataset)
 
     # ------------------------------------------------------------------ logging
     def log_params(self, params: dict[str, str]) -> None:
@@ -488,6 +526,9 @@ class Tracker:
     def end(self, status: str, reason: str | None = None) -> None:
         if self.run_id is None:
             return
+        if self._system is not None:
+            self._system.stop()
+            self._system = None
         if reason:
             self.client.set_tag(self.run_id, FAILURE_TAG, reason[:5000])
         elif status == "FINISHED" and FAILURE_TAG in self.client.get_run(self.run_id).data.tags:
@@ -525,6 +566,14 @@ class NullTracker:
 
     def log_child(self, identity: str, name: str, tags: dict[str, str], params: dict[str, str],
                   metrics: dict[str, float], texts: dict[str, str] | None = None) -> None: ...
+
+    def describe(self, text: str) -> None: ...
+
+    def start_system_metrics(self, interval_s: float) -> None: ...
+
+    def log_dataset(self, dataset: Any, cfg: Any) -> None: ...
+
+    def log_model(self, model: Any, cfg: Any, dataset: Any) -> None: ...
 
     def download(self, run_id: str, artifact: str, dst: Path) -> Path:
         raise RuntimeError("tracking is off (tracking=none): there are no runs to download from")

@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from repro import data as data_mod
-from repro import models, runlock
+from repro import models, run_context, runlock
 from repro import records as rec
 from repro import runtime as runtime_mod
 from repro import threads as threads_mod
@@ -34,6 +34,7 @@ from repro.export.pipeline import after_training
 from repro.identity import Resolved, Uses, group_identity, legacy_identity, run_identity
 from repro.pruning import methods
 from repro.pruning.masks import MaskSet, check_integrity
+from repro.sweep_run import parent_of_job
 from repro.tracking import NullTracker, Tracker, flatten, git_info
 
 log = logging.getLogger("repro.train")
@@ -96,6 +97,15 @@ def _hydra_overrides() -> str:
         return ""
 
 
+def _sweep_parent() -> dict[str, str] | None:
+    """The parent run of this job's sweep (repro.sweep_run), or None outside a multirun."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return None
+    return parent_of_job(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+
+
 def _is_multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -137,14 +147,18 @@ def resolve_runtime(cfg: DictConfig) -> RunSpec:
     return RunSpec(method_cls=method_cls, device=device, precision=precision, data_source=source)
 
 
-def run_name(cfg: DictConfig, method_cls: type) -> str:
-    parts = [cfg.pruner.name, cfg.model.name, cfg.data.name]
-    if _has_targets(cfg):
+def run_name(cfg: DictConfig, method_cls: type, target: float | None = None) -> str:
+    """``pmp s0.9 seed0 lenet300/mnist``: what tells a sweep's runs apart comes first, where the
+    MLflow runs table's narrow name column still shows it (model and dataset have columns)."""
+    parts = [cfg.pruner.name]
+    if target is not None:
+        parts.append(f"t{target:g}")
+    elif _has_targets(cfg):
         parts.append("chain")
     elif method_cls.uses_sparsity:
         parts.append(f"s{cfg.sparsity:g}")
-    parts.append(f"seed{cfg.seed}")
-    return "-".join(parts)
+    parts += [f"seed{cfg.seed}", f"{cfg.model.name}/{cfg.data.name}"]
+    return " ".join(parts)
 
 
 def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
@@ -160,6 +174,7 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
     dataset = data_mod.load(d.name, d.root, source=d.source, val_size=d.val_size, download=d.download,
                             cache_dir=d.cache_dir, train_subset=d.train_subset, test_subset=d.test_subset)
     tracker.set_tags({rec.DATA_SOURCE_TAG: dataset.source})
+    tracker.log_dataset(dataset, cfg)
 
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.model.name, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
@@ -181,7 +196,7 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
         """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
         check_integrity(masks, target, method.scope)
         tags = {k: v for k, v in base_tags.items() if k != rec.KIND_TAG}
-        tracker.log_child(f"{spec.identity}:{target:g}", f"{run_name(cfg, spec.method_cls)}-t{target:g}",
+        tracker.log_child(f"{spec.identity}:{target:g}", run_name(cfg, spec.method_cls, target),
                           {**tags, rec.CYCLE_TAG: str(cycle)}, {**flat_params, rec.SPARSITY_PARAM: str(target)}, metrics,
                           texts={rec.LAYER_DENSITY_ARTIFACT: density_csv(masks)})
 
@@ -199,7 +214,9 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
     tracker.log_text(density_csv(masks), rec.LAYER_DENSITY_ARTIFACT)
     tracker.set_tags({rec.LAYER_COLLAPSE_TAG: ",".join(masks.collapsed_layers()) or "none"})
     if cfg.trainer.save_model:
-        tracker.log_torch(model.state_dict(), rec.FINAL_STATE_ARTIFACT)
+        tracker.log_torch(model.state_dict(), rec.FINAL_STATE_ARTIFACT)  # with its masks: mask_from, repro-export
+    if cfg.tracking.log_model:
+        tracker.log_model(model, cfg, dataset)  # masks folded in: runs:/<id>/model
     after_training(cfg, model, tracker)  # trainer.export=true: the subnetwork's sizes as metrics, its files as artifacts
     log.info("final: %s", ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return final
@@ -285,9 +302,12 @@ def _run_owned(cfg: DictConfig, spec: RunSpec, tracker: Any, identity: str, grou
                legacy: str | None) -> dict[str, float] | None:
     """The part of :func:`run` done while holding the run's lock: skip, resume or start."""
     existing = find_existing(tracker, cfg, identity, legacy, group)
+    sweep = _sweep_parent() if tracker.enabled else None
     if existing is not None and existing.info.status == "FINISHED" and not cfg.rerun:
         log.info("skipping: run %s with identity %s is FINISHED (rerun=true trains again)", existing.info.run_id, identity)
         tracker.join_profile(existing.info.run_id, cfg.profile)
+        if sweep is not None:  # it stays under the sweep that trained it; this sweep links to it
+            tracker.client.set_tag(existing.info.run_id, rec.skipped_by_tag(sweep["sweep"]), "1")
         return dict(existing.data.metrics)
     resume = existing.info.run_id if existing is not None and not cfg.rerun else None
     checkpoint = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
@@ -310,8 +330,14 @@ def _run_owned(cfg: DictConfig, spec: RunSpec, tracker: Any, identity: str, grou
     }
     if _has_targets(cfg):
         tags[rec.KIND_TAG] = rec.KIND_CHAIN  # the report reads the nested per-target runs, not the chain
+    if sweep is not None:  # a job of a sweep: a child of the sweep's parent run (repro.sweep_run)
+        tags[rec.PARENT_RUN_TAG] = sweep["run_id"]
+        tags[rec.SWEEP_TAG] = sweep["sweep"]
     spec = dataclasses.replace(spec, identity=identity, group=group, checkpoint=checkpoint, tags=tags)
     tracker.start(identity, run_name(cfg, spec.method_cls), tags, resume_run_id=resume)
+    tracker.describe(run_context.description(run_context.command_line(), tags[rec.HYDRA_OVERRIDES_TAG]))
+    if cfg.tracking.system_metrics:
+        tracker.start_system_metrics(cfg.tracking.system_metrics_interval_s)
     try:
         with _sigterm_interrupts():
             tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))

@@ -117,7 +117,10 @@ def run_in_process(*overrides: str, cwd: Path, uri: str | None) -> Outcome:
     ``hydra.main`` calls); tracking goes to ``uri`` (None: tracking=none), checkpoints to cwd."""
     from repro.train import run
 
-    extra = ["tracking=none"] if uri is None else [f"tracking.uri={uri}"]
+    # the logged MLflow model and system metrics have their own tests; off here, they would only
+    # slow every other in-process run down (a test that wants them passes tracking.log_model=true)
+    extra = ["tracking=none"] if uri is None else [f"tracking.uri={uri}", "tracking.log_model=false",
+                                                   "tracking.system_metrics=false"]
     cfg = compose_job("trainer.progress=log", f"trainer.checkpoint_dir={cwd / 'checkpoints'}", *extra, *overrides)
     err = io.StringIO()
     code, value = 0, None

@@ -256,6 +256,8 @@ def test_report_end_to_end(store):
     client = store["client"]
     run = client.get_run(rep.report_run_id)
     assert run.data.tags["kind"] == "report" and run.info.status == "FINISHED"
+    # in its own experiment: the training runs' table and charts hold training runs only
+    assert client.get_experiment(run.info.experiment_id).name == client.get_experiment(store["exp"]).name + "-reports"
     logged = {a.path for a in client.list_artifacts(rep.report_run_id)}
     assert {"table.md", "table.csv", "claims.csv"} <= logged and any(p.endswith(".png") for p in logged)
     assert run.data.metrics["claims_reproduced"] >= 1

@@ -347,7 +347,7 @@ def test_team_server_postgres_backend_over_http(tmp_path):
         exp = _http(f"{api}/experiments/get-by-name?experiment_name=repro")["experiment"]
         runs = _http(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
         assert sorted(r["info"]["status"] for r in runs) == ["FINISHED", "FINISHED"]
-        assert sorted(r["info"]["run_name"] for r in runs) == ["dense-lenet300-mnist-seed0", "dense-lenet300-mnist-seed1"]
+        assert sorted(r["info"]["run_name"] for r in runs) == ["dense seed0 lenet300/mnist", "dense seed1 lenet300/mnist"]
         for run in runs:
             rid = run["info"]["run_id"]
             metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}

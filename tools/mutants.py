@@ -193,6 +193,27 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_train_cli.py::test_pmp_run_ends_at_exact_sparsity_following_the_schedule",),
         "sparsity only at epoch ends: the PMP ramp is invisible in MLflow",
     ),
+    Mutant(
+        "dirty-counts-report-outputs", "repro/tracking.py",
+        """                         *(f":(exclude){p}" for p in NOT_CODE)))""",
+        "                         ))",
+        ("tests/test_dashboard.py::test_report_outputs_do_not_make_the_checkout_dirty",),
+        "a report rewriting results/ marks every later run 'uncommitted changes'",
+    ),
+    Mutant(
+        "sweep-parent-ignores-failed-jobs", "repro/sweep_run.py",
+        '    failed = any(s in ("FAILED", "KILLED") for s in statuses)',
+        "    failed = False",
+        ("tests/test_dashboard.py::test_sweep_jobs_are_children_of_one_parent_and_a_failed_job_fails_it",),
+        "a sweep with a failed job ends FINISHED",
+    ),
+    Mutant(
+        "logged-model-keeps-mask-buffers", "repro/model_log.py",
+        "        mask = state.pop(key)",
+        "        mask = state[key]",
+        ("tests/test_dashboard.py::test_logged_model_loads_in_a_fresh_process_with_the_runs_test_accuracy",),
+        "the logged model's state dict keeps weight_mask entries: no plain network loads it",
+    ),
 )
 
 

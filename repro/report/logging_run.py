@@ -1,7 +1,9 @@
 """Logging the report itself as an MLflow run, so a table can be found beside the runs it summarizes.
 
-The run is tagged ``kind=report`` (:data:`repro.records.KIND_TAG`), which
-:func:`repro.report.reading.fetch_runs` skips: a later report never counts an earlier one.
+The run goes to its own experiment, ``<experiment>-reports`` (``repro-reports``), so the training
+runs' table and charts hold training runs only; it is tagged ``kind=report``
+(:data:`repro.records.KIND_TAG`), which :func:`repro.report.reading.fetch_runs` skips too (reports
+logged before they had their own experiment sit among the training runs).
 """
 
 from __future__ import annotations
@@ -22,15 +24,27 @@ CLAIMS_METRIC_PREFIX = "claims_"
 RELATIVE_METRIC_PREFIX = "relative_"
 
 
+def reports_experiment(experiment: str) -> str:
+    """The experiment the reports of ``experiment``'s runs are logged to."""
+    return f"{experiment}-reports"
+
+
 def log_report_run(uri: str, experiment: str, profile: str | None, files: Sequence[Path], params: dict[str, Any],
                    claims: pd.DataFrame, relative: pd.DataFrame | None = None) -> str | None:
     """Log the report's files as an MLflow run tagged kind=report (later reports skip it)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
+    source = client.get_experiment_by_name(experiment)
+    if source is None:
         return None
+    exp = client.get_experiment_by_name(reports_experiment(experiment))
+    if exp is None:
+        # artifacts beside the training runs' (a SQLite store keeps them in mlartifacts/ next to it)
+        where = source.artifact_location.rstrip("/").rsplit("/", 1)[0] if source.artifact_location else None
+        client.create_experiment(reports_experiment(experiment),
+                                 artifact_location=f"{where}/reports" if where else None)
+        exp = client.get_experiment_by_name(reports_experiment(experiment))
     tags = {records.KIND_TAG: records.KIND_REPORT, records.PROFILE_TAG: profile or "(all)", **git_info()}
     run = client.create_run(exp.experiment_id, run_name=f"report-{profile or 'all'}", tags=tags)
     try:

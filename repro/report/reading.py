@@ -38,8 +38,9 @@ RECIPE_PARAMS = {
     "batch_size": records.BATCH_SIZE_PARAM,
     "val_size": records.VAL_SIZE_PARAM,
 }
-#: run kinds that are not results: earlier reports, LTH chains (their targets are nested runs)
-SKIPPED_KINDS = (records.KIND_REPORT, records.KIND_CHAIN)
+#: run kinds that are not results: earlier reports (in the experiment before they had their own), LTH
+#: chains (their targets are nested runs), sweep parents (their jobs are nested runs)
+SKIPPED_KINDS = (records.KIND_REPORT, records.KIND_CHAIN, records.KIND_SWEEP)
 
 
 def _tag(name: str) -> str:
