@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def time_run(run_id: str, uri: str, repeats: int) -> tuple[dict[str, float], dic
 
 
 def time_runs(runs: pd.DataFrame, uri: str, repeats: int, log: bool, force: bool,
-              say: Any = print) -> list[Timed]:
+              say: Callable[[str], None] = print) -> list[Timed]:
     """Time the runs one after another; with ``log``, record each run's figures as soon as it is timed."""
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient

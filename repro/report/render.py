@@ -116,7 +116,8 @@ def latency_note(groups: pd.DataFrame) -> str:
             "another in one process, on the CPU): the forward pass at batch 1 in ms and the throughput at batch 256 in "
             "images/s, of the dense network against the same weights multiplied as CSR (`torch.sparse`; convolutions "
             "through unfold); speedup is the median over interleaved rounds of the per-round ratio dense / sparse "
-            "time (> 1: the sparse kernels are faster). Each is the mean over the group's timed runs; "
+            "time (> 1: the sparse kernels are faster); a dense run's CSR model keeps every weight, so its figure is "
+            "the sparse kernels' overhead alone. Each is the mean over the group's timed runs; "
             f"torch threads: {', '.join(map(str, threads)) or '?'}; the machine is each run's "
             f"`{records.LATENCY_MACHINE_TAG}` tag. Blank: not timed.")
 
