@@ -171,6 +171,28 @@ SIZE_NONZERO_PARAMS = "size/nonzero_params"
 #: the artifact folder holding model.json and the tensor file (trainer.export=true)
 EXPORT_ARTIFACT_DIR = "export"
 
+# ----------------------------------------------------------------------------- latency (repro.export.profile_latency)
+#: every CPU latency metric of a run starts with this prefix; logged after training by
+#: ``repro-export --profile NAME --latency --log`` (one process, one run after another), never by training
+LATENCY_PREFIX = "latency/"
+#: forward pass at batch 1, ms: the dense model, and the one whose layers multiply by CSR weights
+LATENCY_DENSE_B1_MS = "latency/dense_b1_ms"
+LATENCY_SPARSE_B1_MS = "latency/sparse_b1_ms"
+#: median over rounds of the per-round ratio dense / sparse time (> 1: the sparse kernels are faster)
+LATENCY_SPEEDUP_B1 = "latency/speedup_b1"
+#: images per second at batch 256, dense and sparse, and the paired ratio as at batch 1
+LATENCY_DENSE_B256_IPS = "latency/dense_b256_images_per_s"
+LATENCY_SPARSE_B256_IPS = "latency/sparse_b256_images_per_s"
+LATENCY_SPEEDUP_B256 = "latency/speedup_b256"
+#: torch CPU threads the timings ran with, interleaved rounds per figure, layers that got a CSR kernel
+LATENCY_THREADS = "latency/threads"
+LATENCY_ROUNDS = "latency/rounds"
+LATENCY_CSR_LAYERS = "latency/csr_layers"
+#: the metric whose presence means "this run was timed" (the others are logged with it, in one batch)
+LATENCY_DONE = LATENCY_SPEEDUP_B1
+#: where the latency was measured: CPU model, cores, torch version, UTC date
+LATENCY_MACHINE_TAG = "repro.latency_machine"
+
 
 # ----------------------------------------------------------------------------- legacy names
 #: Old flat metric name (runs logged before the namespaces) -> (current name, factor from the old
@@ -203,8 +225,8 @@ LEGACY_METRICS: dict[str, tuple[str, float]] = {
     "layer_collapse": (LAYER_COLLAPSE, 1.0),
     "total_steps": (TOTAL_STEPS, 1.0),
 }
-#: whole families renamed by prefix (cost_train_flops -> cost/train_flops, size_* -> size/*)
-LEGACY_PREFIXES: dict[str, str] = {"cost_": COST_PREFIX, "size_": SIZE_PREFIX}
+#: whole families renamed by prefix (cost_train_flops -> cost/train_flops, size_* -> size/*, latency_*)
+LEGACY_PREFIXES: dict[str, str] = {"cost_": COST_PREFIX, "size_": SIZE_PREFIX, "latency_": LATENCY_PREFIX}
 
 
 def legacy_metric(old: str) -> tuple[str, float] | None:
