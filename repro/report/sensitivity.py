@@ -353,7 +353,8 @@ def _plot(analysis: Analysis, out: Path) -> list[Path]:
             if s.empty:
                 continue
             targets = sorted(s["target"].unique())
-            fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), squeeze=False)
+            panel_width = max(4.2, 0.8 * s.groupby("target").size().max() + 1.5)  # room for each value's label
+            fig, axes = plt.subplots(1, len(targets), figsize=(panel_width * len(targets), 3.8), squeeze=False)
             for ax, target in zip(axes[0], targets, strict=True):
                 t = s[s["target"] == target]
                 x = np.arange(len(t))
@@ -367,7 +368,7 @@ def _plot(analysis: Analysis, out: Path) -> list[Path]:
                 if len(dense):
                     ax.axhline(dense["mean"].iloc[0], color="black", ls="--", lw=1, label="dense")
                 # long value names ("ends between the decays (0.25, 0.75)") wrapped so neighbours don't overlap
-                ax.set_xticks(x, [textwrap.fill(v, 14) for v in t["value"]], fontsize=7)
+                ax.set_xticks(x, [textwrap.fill(v, 12) for v in t["value"]], fontsize=7)
                 ax.set_title(f"{100 * target:g}% sparsity", fontsize=9)
                 ax.set_ylabel("final test accuracy (%)")
                 ax.grid(axis="y", alpha=0.3)
