@@ -306,6 +306,8 @@ RANGES: dict[str, Range] = {
     "trainer.eval_every": Range(1, fix="evaluate every N >= 1 epochs, e.g. trainer.eval_every=1 (the last epoch always)"),
     "trainer.threads": Range(0, fix="use N >= 0 CPU threads (0 = torch's default)"),
     "trainer.checkpoint_every": Range(0, fix="checkpoint every N >= 0 epochs (0 = never; resume needs checkpoints)"),
+    "tracking.system_metrics_interval_s": Range(0, lo_open=True, fix="sample every N > 0 seconds, e.g. "
+                                                "tracking.system_metrics_interval_s=10 (or tracking.system_metrics=false)"),
 }
 
 #: numeric keys whose range involves other keys, checked by explicit rules in validate():

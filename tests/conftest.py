@@ -75,15 +75,19 @@ def train_cli(tmp_path, mlflow_uri):
     return call
 
 
-def runs_of(uri: str, experiment: str = "repro"):
-    """All runs of an experiment as MLflow Run objects (newest first)."""
+def runs_of(uri: str, experiment: str = "repro", sweeps: bool = False):
+    """The runs of an experiment as MLflow Run objects (newest first); a multirun's parent run
+    (kind=sweep, repro.sweep_run) only with ``sweeps=True``."""
     from mlflow.tracking import MlflowClient
+
+    from repro import records
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    return client.search_runs([exp.experiment_id], run_view_type=3, max_results=1000)
+    runs = client.search_runs([exp.experiment_id], run_view_type=3, max_results=1000)
+    return [r for r in runs if sweeps or r.data.tags.get(records.KIND_TAG) != records.KIND_SWEEP]
 
 
 @dataclass

@@ -84,6 +84,7 @@ def test_out_of_the_box_sweep_gives_four_runs(train_cli):
         (("model=alexnet",), "model has no option alexnet"),
         (("trainer.epochs=abc",), "takes a whole number"),
         (("pruner=pmp", "sparsity=0.9", "schedule.end=1.2"), "past the end of training"),
+        (("tracking.system_metrics_interval_s=0",), "tracking.system_metrics_interval_s=0: sample every N > 0 seconds"),
     ],
 )
 def test_bad_input_fails_clearly_and_leaves_no_running_run(args, needle, tmp_path, monkeypatch, mlflow_uri, capsys):

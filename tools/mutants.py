@@ -44,6 +44,7 @@ TIMEOUT = 900
 
 SCORING = "tests/test_scoring_mutants.py"
 BEHAVIOURS = "tests/test_untested_behaviours.py"
+DASH = "tests/test_dashboard.py"
 LATENCY = "tests/test_export_latency.py"
 REPORT_LATENCY = "tests/test_report_latency.py"
 
@@ -190,7 +191,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "latency-nested-lth-runs-timed", "repro/export/profile_latency.py",
-        "        if _get(row, f\"tags.{rec.PARENT_RUN_TAG}\"):",
+        "        if _get(row, f\"tags.{rec.PARENT_RUN_TAG}\") and not _get(row, f\"tags.{rec.SWEEP_TAG}\"):",
         "        if False:",
         (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
         "an LTH target run is timed on whatever weights its artifact holds, not as a run of its own",
@@ -224,41 +225,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "the deploy plot draws the CSR lines only: nothing to set them beside",
     ),
     # ------------------------------------------------------------------ issue 15: MLflow records
-    Mutant(
-        "legacy-accuracy-left-a-fraction", "repro/records.py",
-        '    "final_test_acc": (FINAL_TEST_ACC, 100.0),',
-        '    "final_test_acc": (FINAL_TEST_ACC, 1.0),',
-        ("tests/test_report_golden.py::test_report_output_matches_golden_files",),
-        "a store logged before the namespaces reads its accuracies as fractions of a percent",
-    ),
-    Mutant(
-        "mask-updates-not-reported", "repro/engine/loop.py",
-        "        self.on_mask({rec.SPARSITY:",
-        "        (lambda m, s: None)({rec.SPARSITY:",
-        ("tests/test_train_cli.py::test_pmp_run_ends_at_exact_sparsity_following_the_schedule",),
-        "sparsity only at epoch ends: the PMP ramp is invisible in MLflow",
-    ),
-    Mutant(
-        "dirty-counts-report-outputs", "repro/tracking.py",
-        """                         *(f":(exclude){p}" for p in NOT_CODE)))""",
-        "                         ))",
-        ("tests/test_dashboard.py::test_report_outputs_do_not_make_the_checkout_dirty",),
-        "a report rewriting results/ marks every later run 'uncommitted changes'",
-    ),
-    Mutant(
-        "sweep-parent-ignores-failed-jobs", "repro/sweep_run.py",
-        '    failed = any(s in ("FAILED", "KILLED") for s in statuses)',
-        "    failed = False",
-        ("tests/test_dashboard.py::test_sweep_jobs_are_children_of_one_parent_and_a_failed_job_fails_it",),
-        "a sweep with a failed job ends FINISHED",
-    ),
-    Mutant(
-        "logged-model-keeps-mask-buffers", "repro/model_log.py",
-        "        mask = state.pop(key)",
-        "        mask = state[key]",
-        ("tests/test_dashboard.py::test_logged_model_loads_in_a_fresh_process_with_the_runs_test_accuracy",),
-        "the logged model's state dict keeps weight_mask entries: no plain network loads it",
-    ),
+    Mutant("legacy-accuracy-left-a-fraction", "repro/records.py", '    "final_test_acc": (FINAL_TEST_ACC, 100.0),',
+           '    "final_test_acc": (FINAL_TEST_ACC, 1.0),', ("tests/test_report_golden.py",),
+           "a store logged before the namespaces reads its accuracies as fractions of a percent"),
+    Mutant("mask-updates-not-reported", "repro/engine/loop.py", "        self.on_mask({rec.SPARSITY:",
+           "        (lambda m, s: None)({rec.SPARSITY:",
+           ("tests/test_train_cli.py::test_pmp_run_ends_at_exact_sparsity_following_the_schedule",),
+           "sparsity only at epoch ends: the PMP ramp is invisible in MLflow"),
+    Mutant("dirty-counts-report-outputs", "repro/tracking.py",
+           """                         *(f":(exclude){p}" for p in NOT_CODE)))""",
+           "                         ))", (f"{DASH}::test_report_outputs_do_not_make_the_checkout_dirty",),
+           "a report rewriting results/ marks every later run 'uncommitted changes'"),
+    Mutant("sweep-parent-ignores-failed-jobs", "repro/sweep_run.py",
+           '    failed = any(s in ("FAILED", "KILLED") for s in statuses)', "    failed = False",
+           (f"{DASH}::test_sweep_jobs_are_children_of_one_parent_and_a_failed_job_fails_it",),
+           "a sweep with a failed job ends FINISHED"),
+    Mutant("logged-model-keeps-mask-buffers", "repro/model_log.py", "        mask = state.pop(key)", "        mask = state[key]",
+           (f"{DASH}::test_logged_model_loads_in_a_fresh_process_with_the_runs_test_accuracy",),
+           "the logged model's state dict keeps weight_mask entries: no plain network loads it"),
 )
 
 

@@ -120,7 +120,8 @@ def time_runs(runs: pd.DataFrame, uri: str, repeats: int, log: bool, force: bool
         run_id = row["run_id"]
         item = Timed(run_id, _get(row, f"tags.{rec.RUN_NAME_TAG}") or run_id[:12])
         done.append(item)
-        if _get(row, f"tags.{rec.PARENT_RUN_TAG}"):
+        # a sweep's jobs are nested too (under the sweep's parent run) but carry the sweep tag
+        if _get(row, f"tags.{rec.PARENT_RUN_TAG}") and not _get(row, f"tags.{rec.SWEEP_TAG}"):
             item.skipped = "a nested target run (LTH): it saves no weights of its own"
         elif _get(row, f"metrics.{rec.LATENCY_DONE}") is not None and not force:
             item.skipped = "timed already (--force to time it again)"
