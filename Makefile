@@ -15,7 +15,7 @@ else
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: help setup test test-slow test-all mutants train reproduce-table report ui lint bench gpu-check gpu-pack fashion-mnist postgres clean
+.PHONY: help setup test test-slow test-all mutants train reproduce-table latency report ui lint bench gpu-check gpu-pack fashion-mnist postgres clean
 
 help:  ## list the targets, and where runs are read from and written to
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -74,9 +74,20 @@ train: setup  ## one run into the MLflow store, e.g. make train ARGS="pruner=pmp
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 LAUNCHER ?= hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
 
-reproduce-table: setup  ## the sweep of PROFILE (conf/profile/) into the MLflow store, then its report into results/PROFILE/ (JOBS side by side; default one per core)
+# Between the sweep and the report, every finished run of PROFILE is timed on the CPU (dense vs CSR
+# kernels), one run after another in one process, and the figures logged to the run: the report's
+# latency columns and deploy plot. Runs timed before are skipped. LATENCY=0 leaves it out;
+# LATENCY_ARGS="--threads 1 --repeats 31 --force" changes how it times (repro-export --help).
+LATENCY ?= 1
+LATENCY_ARGS ?=
+
+reproduce-table: setup  ## the sweep of PROFILE (conf/profile/) into the MLflow store, its CPU latency per run (LATENCY=0: not), then its report into results/PROFILE/ (JOBS side by side; default one per core)
 	$(BIN)/repro-train -m +profile=$(PROFILE) $(LAUNCHER) $(ARGS); rc=$$?; \
+	  if [ "$(LATENCY)" != 0 ]; then $(BIN)/repro-export --profile $(PROFILE) --latency --log $(LATENCY_ARGS) || exit $$?; fi; \
 	  $(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS) || exit $$?; exit $$rc
+
+latency: setup  ## CPU latency of PROFILE's finished runs, dense vs CSR, logged to each run (LATENCY_ARGS="--force ...")
+	$(BIN)/repro-export --profile $(PROFILE) --latency --log $(LATENCY_ARGS)
 
 report: setup  ## PROFILE's runs from the MLflow store -> results/PROFILE/ (REPORT_ARGS="--tolerance 0.5 ...")
 	$(BIN)/repro-report --profile $(PROFILE) $(REPORT_ARGS)

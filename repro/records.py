@@ -151,3 +151,25 @@ SIZE_PARAMS = "size_params"
 SIZE_NONZERO_PARAMS = "size_nonzero_params"
 #: the artifact folder holding model.json and the tensor file (trainer.export=true)
 EXPORT_ARTIFACT_DIR = "export"
+
+# ----------------------------------------------------------------------------- latency (repro.export.profile_latency)
+#: every CPU latency metric of a run starts with this prefix; logged after training by
+#: ``repro-export --profile NAME --latency --log`` (one process, one run after another), never by training
+LATENCY_PREFIX = "latency_"
+#: forward pass at batch 1, ms: the dense model, and the one whose layers multiply by CSR weights
+LATENCY_DENSE_B1_MS = "latency_dense_b1_ms"
+LATENCY_SPARSE_B1_MS = "latency_sparse_b1_ms"
+#: median over rounds of the per-round ratio dense / sparse time (> 1: the sparse kernels are faster)
+LATENCY_SPEEDUP_B1 = "latency_speedup_b1"
+#: images per second at batch 256, dense and sparse, and the paired ratio as at batch 1
+LATENCY_DENSE_B256_IPS = "latency_dense_b256_images_per_s"
+LATENCY_SPARSE_B256_IPS = "latency_sparse_b256_images_per_s"
+LATENCY_SPEEDUP_B256 = "latency_speedup_b256"
+#: torch CPU threads the timings ran with, interleaved rounds per figure, layers that got a CSR kernel
+LATENCY_THREADS = "latency_threads"
+LATENCY_ROUNDS = "latency_rounds"
+LATENCY_CSR_LAYERS = "latency_csr_layers"
+#: the metric whose presence means "this run was timed" (the others are logged with it, in one batch)
+LATENCY_DONE = LATENCY_SPEEDUP_B1
+#: where the latency was measured: CPU model, cores, torch version, UTC date
+LATENCY_MACHINE_TAG = "repro.latency_machine"

@@ -46,6 +46,8 @@ SCORING = "tests/test_scoring_mutants.py"
 REGROW = "tests/test_regrow.py"
 CONTRACT = "tests/test_contract.py"
 BEHAVIOURS = "tests/test_untested_behaviours.py"
+LATENCY = "tests/test_export_latency.py"
+REPORT_LATENCY = "tests/test_report_latency.py"
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,49 @@ MUTANTS: tuple[Mutant, ...] = (
         "        pass",
         (f"{CONTRACT}::test_a_method_crashed_mid_epoch_resumes_to_the_uninterrupted_numbers[rigl]",),
         "a resumed RigL run loses the dense-gradient steps before the crash from its cost",
+    ),
+    # ------------------------------------------------------------------ issue 18: per-run latency, deploy plot
+    Mutant(
+        "latency-times-every-run-again", "repro/export/profile_latency.py",
+        "        elif _get(row, f\"metrics.{rec.LATENCY_DONE}\") is not None and not force:",
+        "        elif _get(row, f\"metrics.{rec.LATENCY_DONE}\") is not None and force:",
+        (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
+        "the skip rule inverted: a rerun of make reproduce-table times and logs every run again, --force skips them",
+    ),
+    Mutant(
+        "latency-nested-lth-runs-timed", "repro/export/profile_latency.py",
+        "        if _get(row, f\"tags.{rec.PARENT_RUN_TAG}\"):",
+        "        if False:",
+        (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
+        "an LTH target run is timed on whatever weights its artifact holds, not as a run of its own",
+    ),
+    Mutant(
+        "latency-overwrites-logged-sizes", "repro/export/profile_latency.py",
+        "                    extra = {} if _get(row, f\"metrics.{rec.SIZE_SPARSE_BYTES}\") is not None else sizes",
+        "                    extra = sizes",
+        (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
+        "the timing step logs the export's sizes over the sizes the run logged when it trained",
+    ),
+    Mutant(
+        "latency-unknown-profile-passes", "repro/export/profile_latency.py",
+        "    if runs.empty:\n        print(f\"error: no FINISHED runs",
+        "    if runs is None:\n        print(f\"error: no FINISHED runs",
+        (f"{LATENCY}::test_profile_latency_bad_input_is_one_error_line_and_logs_nothing",),
+        "a misspelt --profile times nothing and exits 0: make reproduce-table goes on as if the runs were timed",
+    ),
+    Mutant(
+        "latency-cell-dense-sparse-swapped", "repro/report/render.py",
+        '    "b1 ms dense / sparse": ((records.LATENCY_DENSE_B1_MS, records.LATENCY_SPARSE_B1_MS), 3),',
+        '    "b1 ms dense / sparse": ((records.LATENCY_SPARSE_B1_MS, records.LATENCY_DENSE_B1_MS), 3),',
+        (f"{REPORT_LATENCY}::test_latency_columns_per_group_by_hand_and_blank_where_untimed",),
+        "the batch-1 cell reads sparse / dense under a dense / sparse header",
+    ),
+    Mutant(
+        "deploy-plot-without-dense", "repro/report/plot_deploy.py",
+        '        for col, style, face in ((sparse_col, "-", colors[method]), (dense_col, "--", "none")):',
+        '        for col, style, face in ((sparse_col, "-", colors[method]),):',
+        (f"{REPORT_LATENCY}::test_deploy_plot_one_figure_per_setting_dense_beside_csr_one_line_each_per_method",),
+        "the deploy plot draws the CSR lines only: nothing to set them beside",
     ),
 )
 

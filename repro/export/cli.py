@@ -1,8 +1,11 @@
 """``repro-export <run id | checkpoint path> --out DIR``: write the pruned subnetwork in the CSR
 layout (see :mod:`repro.export`), print its sizes, and with ``--latency`` time it on the CPU.
+``repro-export --profile NAME --latency --log``: time every finished run of a profile, one after
+another in this process, and log the figures to each run (:mod:`repro.export.profile_latency`).
 
     repro-export 3f2c...e1 --out exports/pmp-lenet300-s0.98
     repro-export checkpoints/<identity>.pt --out exports/x --latency --threads 1
+    repro-export --profile quick --latency --log        # what make reproduce-table runs before the report
 
 User errors are one line ``error: ...`` with the fix, exit status 2, nothing written to --out.
 """
@@ -17,32 +20,64 @@ from pathlib import Path
 import torch
 
 from repro import records as rec
-from repro.export.kernels import sparse_model
-from repro.export.latency import measure_latency
-from repro.export.layout import ExportError, load_exported
+from repro.export.layout import ExportError
 from repro.export.pipeline import check_out, export
+from repro.export.pipeline import time_export as timed
 from repro.export.sizes import ZSTD_MISSING, zstd_available
 from repro.export.source import read_source
-from repro.export.spec import ModelSpec, SpecError, infer_spec
+from repro.export.spec import SpecError, infer_spec
 
 LATENCY_FILE = "latency.json"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repro-export", description=__doc__.split("\n\n")[0])
-    p.add_argument("source", help="an MLflow run id, a training checkpoint (checkpoints/<identity>.pt) or a final_state_dict.pt")
-    p.add_argument("--out", required=True, help="the folder to write (new, or empty)")
+    p.add_argument("source", nargs="?", default=None,
+                   help="an MLflow run id, a training checkpoint (checkpoints/<identity>.pt) or a final_state_dict.pt")
+    p.add_argument("--out", default=None, help="the folder to write (new, or empty); required with a source")
     p.add_argument("--tracking-uri", default=None, help="MLflow store of a run id (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--model", default=None, help="model name, where the file alone cannot tell (default: read off the shapes)")
     p.add_argument("--width", type=float, default=None, help="model.width of the run (default: read off the shapes)")
     p.add_argument("--latency", action="store_true", help=f"also time dense vs sparse on this CPU into DIR/{LATENCY_FILE}")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads for --latency (0 = torch's default)")
     p.add_argument("--repeats", type=int, default=21, help="interleaved rounds for --latency")
+    g = p.add_argument_group("every finished run of a profile (instead of a source)")
+    g.add_argument("--profile", default=None, help="time the FINISHED runs tagged with this profile (needs --latency)")
+    g.add_argument("--experiment", default="repro", help="MLflow experiment of --profile (default: repro)")
+    g.add_argument("--log", action="store_true", help="log the timings to each run as latency_* metrics")
+    g.add_argument("--force", action="store_true", help="time runs again that already have latency_* metrics")
     return p
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of arguments (None: nothing)."""
+    if args.profile is not None:
+        if args.source is not None or args.out is not None:
+            return "--profile times the runs of a profile: pass either a source with --out, or --profile, not both"
+        if not args.latency:
+            return "--profile only times runs: add --latency (and --log to record the figures on each run)"
+        return None
+    if args.log or args.force:
+        return "--log and --force apply to --profile only: add --profile NAME"
+    if args.source is None or args.out is None:
+        return "pass a run id or checkpoint and --out DIR (or --profile NAME --latency --log)"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.repeats < 1 or args.threads < 0:
+        print("error: --repeats must be at least 1 and --threads at least 0 (0: torch's default)", file=sys.stderr)
+        return 2
+    problem = _usage_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.profile is not None:
+        from repro.export.profile_latency import time_profile
+
+        return time_profile(args.profile, args.tracking_uri, args.experiment, threads=args.threads,
+                            repeats=args.repeats, log=args.log, force=args.force)
     out = Path(args.out)
     try:
         check_out(out)
@@ -77,10 +112,7 @@ def time_export(out: Path, meta: dict, threads: int, repeats: int) -> dict:
     """Dense vs sparse-kernel latency of an export folder, written to DIR/latency.json."""
     if threads:
         torch.set_num_threads(threads)
-    dense = load_exported(out)
-    sparse, kinds = sparse_model(dense, meta["layers"])
-    result = measure_latency(dense, sparse, ModelSpec(**meta["model"]).input_shape(1), repeats=repeats)
-    result["layers"] = kinds
+    result = timed(out, meta, repeats)
     (out / LATENCY_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -17,9 +17,11 @@ from typing import Any
 import torch
 
 from repro import records as rec
-from repro.export.layout import ExportError, export_state, write_meta
+from repro.export.kernels import sparse_model
+from repro.export.latency import measure_latency
+from repro.export.layout import ExportError, export_state, load_exported, write_meta
 from repro.export.sizes import ZSTD_MISSING, measure_sizes, zstd_available
-from repro.export.spec import infer_spec
+from repro.export.spec import ModelSpec, infer_spec
 
 log = logging.getLogger("repro.export")
 
@@ -47,6 +49,16 @@ def export(state: Mapping[str, torch.Tensor], spec: Any, out: Path, source: str 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def time_export(out: Path, meta: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """Dense vs sparse-kernel CPU time of an export folder at the current torch thread count
+    (:func:`repro.export.latency.measure_latency`), with each CSR layer's kernel ("csr" or why none)."""
+    dense = load_exported(out)
+    sparse, kinds = sparse_model(dense, meta["layers"])
+    result = measure_latency(dense, sparse, ModelSpec(**meta["model"]).input_shape(1), repeats=repeats)
+    result["layers"] = kinds
+    return result
 
 
 def after_training(cfg: Any, model: torch.nn.Module, tracker: Any) -> dict[str, float] | None:

@@ -70,16 +70,29 @@ def _state_of(obj: Any, where: str) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def _from_run(run_id: str, tracking_uri: str | None) -> Source:
+def open_store(tracking_uri: str | None) -> str:
+    """The resolved URI of a store that exists and can be read; refused (ExportError) before
+    anything would create or touch it (MLflow creates a SQLite file it is pointed at)."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(tracking_uri)
     db = _sqlite_path(uri)
     if db is not None and not db.is_file():
-        raise ExportError(f"no tracking store at {db}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the run's store")
+        raise ExportError(f"no tracking store at {db}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the runs' store")
     try:
         check_store(uri)
+    except (MlflowException, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ExportError(f"tracking store {uri} cannot be used ({first}): check --tracking-uri") from None
+    return uri
+
+
+def _from_run(run_id: str, tracking_uri: str | None) -> Source:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = open_store(tracking_uri)
+    try:
         client = MlflowClient(tracking_uri=uri)
         client.get_run(run_id)
     except (MlflowException, RuntimeError) as exc:

@@ -25,6 +25,7 @@ One job per module, in the order the data flows:
 - :mod:`~repro.report.relative`: claim_relative, PMP against every other method of ours, paired by seed
 - :mod:`~repro.report.pivot`: the paper-style table (methods x target sparsities)
 - :mod:`~repro.report.plots`: the plot registry and the plots
+- :mod:`~repro.report.plot_deploy`: latency, throughput and size vs sparsity, dense beside CSR (timed runs only)
 - :mod:`~repro.report.render`: table.md, table.csv, claims.csv, provenance
 - :mod:`~repro.report.logging_run`: the report as an MLflow run
 - :mod:`~repro.report.cli`: the command line, ``make_report`` and ``main``

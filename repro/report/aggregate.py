@@ -1,4 +1,4 @@
-"""Aggregation: tidy runs -> one row per group, with its delta and cost ratio to dense and its file sizes.
+"""Aggregation: tidy runs -> one row per group, with its delta and cost ratio to dense, file sizes and latency.
 
 Everything the table says about a group is computed here, once, so that the markdown, the
 CSV, the claims and the plots all read the same numbers. Notes collect whatever keeps a
@@ -39,6 +39,12 @@ SIZE_RATIOS = {
 }
 
 
+#: the latency metrics the table shows, in order (``repro-export --profile NAME --latency --log``);
+#: each is the mean over the group's timed runs (the speedups: of the per-run paired ratios)
+LATENCY_SHOWN = (records.LATENCY_DENSE_B1_MS, records.LATENCY_SPARSE_B1_MS, records.LATENCY_SPEEDUP_B1,
+                 records.LATENCY_DENSE_B256_IPS, records.LATENCY_SPARSE_B256_IPS, records.LATENCY_SPEEDUP_B256)
+
+
 def cost_columns(df: pd.DataFrame) -> list[str]:
     """The cost metrics the runs logged (cost_*), in a stable order."""
     return sorted(c for c in df.columns if c.startswith(records.COST_PREFIX))
@@ -60,6 +66,16 @@ def size_columns(df: pd.DataFrame) -> list[str]:
     A store in which no run exported has none, so its table is the table it was before sizes existed.
     """
     return [c for c in (SIZE_KB, *SIZE_RATIOS) if c in df.columns]
+
+
+def latency_metrics(df: pd.DataFrame) -> list[str]:
+    """The latency metrics the runs logged (latency_*), in a stable order; their group means go to table.csv."""
+    return sorted(c for c in df.columns if c.startswith(records.LATENCY_PREFIX))
+
+
+def latency_columns(df: pd.DataFrame) -> list[str]:
+    """The latency columns the table shows, for those the runs logged (none in a store never timed)."""
+    return [c for c in LATENCY_SHOWN if c in df.columns]
 
 
 def _sizes(g: pd.DataFrame) -> dict[str, float]:
@@ -119,6 +135,13 @@ def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str
         exported = int(g[records.SIZE_SPARSE_BYTES].notna().sum())
         if 0 < exported < len(g):  # the size columns then speak for fewer runs than the accuracy
             notes.append(f"sizes from {exported}/{len(g)} runs: the others did not export")
+    if records.LATENCY_DONE in g:
+        timed = int(g[records.LATENCY_DONE].notna().sum())
+        if 0 < timed < len(g):
+            notes.append(f"latency from {timed}/{len(g)} runs: the others were not timed")
+        threads = sorted({int(t) for t in g.get(records.LATENCY_THREADS, pd.Series(dtype=float)).dropna()})
+        if len(threads) > 1:
+            notes.append(f"latency timed at {', '.join(map(str, threads))} threads: not comparable run to run")
     if row["method"] in GRADUAL_METHODS and row["mask_updates_mean"] < MIN_MASK_UPDATES:  # NaN (not logged): no note
         notes.append(ONE_SHOT_NOTE)
     collapsed = int((g["layer_collapse"] > 0).sum())
@@ -145,7 +168,7 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
         return pd.DataFrame(columns=GROUP_BY)
     runs = _with_group(runs)
     costs = cost_columns(runs)
-    sizes = size_metrics(runs)
+    measured = size_metrics(runs) + latency_metrics(runs)  # their group means, as logged
     rows = []
     for key, g in runs.groupby(GROUP_BY, sort=True, dropna=False):
         row: dict[str, Any] = dict(zip(GROUP_BY, key))
@@ -166,7 +189,7 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
         })
         for c in costs:
             row[c] = g[c].mean()
-        for c in sizes:
+        for c in measured:
             row[c] = g[c].mean()
         row.update(_sizes(g))
         row["notes"] = _notes(row, g, final.n, commits, dense_methods, duplicates)

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from repro.report import (
+    plot_deploy,  # noqa: F401 - registers the deploy plot (latency and size vs sparsity)
+    sensitivity,
+)
 from repro.report import plots as plotting
-from repro.report import sensitivity
 from repro.report.aggregate import cost_columns, summarize
 from repro.report.claims import DEFAULT_REFERENCES, compare, load_references, references_for
 from repro.report.logging_run import log_report_run

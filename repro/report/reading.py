@@ -130,9 +130,9 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
     })
     for col, param in RECIPE_PARAMS.items():
         df[col] = _col(raw, _param(param)).fillna("").astype(str)
-    # cost and size metrics keep their own names (cost_*, size_*): a metric the training side adds
-    # reaches the table without a change here; a run that did not log one has NaN in its column
-    for prefix in (r.COST_PREFIX, r.SIZE_PREFIX):
+    # cost, size and latency metrics keep their own names (cost_*, size_*, latency_*): a metric the
+    # writing side adds reaches the table without a change here; a run that did not log one has NaN
+    for prefix in (r.COST_PREFIX, r.SIZE_PREFIX, r.LATENCY_PREFIX):
         full = _metric(prefix)
         for c in raw.columns:
             if c.startswith(full):

@@ -21,7 +21,7 @@ import pandas as pd
 
 from repro import records
 from repro.report import pivot
-from repro.report.aggregate import GROUP_SHORT, KB, SIZE_KB, lookalikes, size_columns
+from repro.report.aggregate import GROUP_SHORT, KB, SIZE_KB, latency_columns, lookalikes, size_columns
 from repro.report.decide import MAX_SEEDS, MIN_SEEDS, NO_NUMBER
 from repro.report.reading import GROUP_COLUMN
 from repro.report.relative import RELATIVE_COLUMNS, unmatched
@@ -84,6 +84,44 @@ def size_note(sizes: Sequence[str]) -> str:
             "blank: none did (older runs, LTH's per-target runs).")
 
 
+#: the latency cells of table.md: header -> (metrics shown in the cell, digits); two metrics read "dense / sparse"
+LATENCY_CELLS = {
+    "b1 ms dense / sparse": ((records.LATENCY_DENSE_B1_MS, records.LATENCY_SPARSE_B1_MS), 3),
+    "speedup b1 (× dense)": ((records.LATENCY_SPEEDUP_B1,), 2),
+    "b256 images/s dense / sparse": ((records.LATENCY_DENSE_B256_IPS, records.LATENCY_SPARSE_B256_IPS), 0),
+    "speedup b256 (× dense)": ((records.LATENCY_SPEEDUP_B256,), 2),
+}
+
+
+def latency_headers(groups: pd.DataFrame) -> list[str]:
+    """The latency columns of table.md, for those whose metrics the runs logged (none: the table is as before)."""
+    shown = set(latency_columns(groups))
+    return [h for h, (metrics, _) in LATENCY_CELLS.items() if shown.issuperset(metrics)]
+
+
+def _latency_cell(header: str, g: pd.Series) -> str:
+    metrics, digits = LATENCY_CELLS[header]
+    values = [float(g[m]) for m in metrics]
+    if not all(np.isfinite(v) for v in values):
+        return ""
+    return " / ".join(f"{v:.{digits}f}" for v in values)
+
+
+def latency_note(groups: pd.DataFrame) -> str:
+    """What the latency columns of table.md mean ("" when it has none)."""
+    if not latency_headers(groups):
+        return ""
+    threads = sorted({int(t) for t in groups.get(records.LATENCY_THREADS, pd.Series(dtype=float)).dropna()})
+    return (" Latency columns (runs timed after the sweep by `repro-export --profile P --latency --log`, one run after "
+            "another in one process, on the CPU): the forward pass at batch 1 in ms and the throughput at batch 256 in "
+            "images/s, of the dense network against the same weights multiplied as CSR (`torch.sparse`; convolutions "
+            "through unfold); speedup is the median over interleaved rounds of the per-round ratio dense / sparse "
+            "time (> 1: the sparse kernels are faster); a dense run's CSR model keeps every weight, so its figure is "
+            "the sparse kernels' overhead alone. Each is the mean over the group's timed runs; "
+            f"torch threads: {', '.join(map(str, threads)) or '?'}; the machine is each run's "
+            f"`{records.LATENCY_MACHINE_TAG}` tag. Blank: not timed.")
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
@@ -94,8 +132,9 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
-    """The results table; a ``group`` column (short group tag) only where two rows would look alike, and
-    size columns beside the cost columns only where runs exported (see :func:`size_note`)."""
+    """The results table; a ``group`` column (short group tag) only where two rows would look alike,
+    size columns beside the cost columns only where runs exported (see :func:`size_note`), and
+    latency columns after them only where runs were timed (see :func:`latency_note`)."""
     show_group = GROUP_COLUMN in groups and bool(lookalikes(groups).any())
     header = ["model", "dataset", "data", "method", "target %", "epochs"] + (["group"] if show_group else [])
     header += ["n", "final acc % (mean ± std)", "95% CI",
@@ -103,6 +142,8 @@ def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
     header += [f"{c} (× dense)" for c in costs]
     sizes = size_columns(groups)
     header += [SIZE_HEADERS[c] for c in sizes]
+    latency = latency_headers(groups)
+    header += latency
     header += ["references", "commit", "notes"]
     rows = []
     for _, g in groups.iterrows():
@@ -115,6 +156,7 @@ def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
              _pm(g["best_mean"], g["best_std"]), f"{_f(g['sparsity_mean'])} / {_f(g['sparsity_all_mean'])}", delta]
         r += [f"{_sci(g[c])} ({_f(g[f'{c}_ratio'])})" if np.isfinite(g[c]) else "" for c in costs]
         r += [_size_cell(c, g[c]) for c in sizes]
+        r += [_latency_cell(h, g) for h in latency]
         r += [g.get("references", ""), g["commits"], "; ".join(g["notes"])]
         rows.append(r)
     return markdown_table(header, rows)
@@ -251,7 +293,7 @@ def write_markdown(path: Path, prov: dict[str, str], groups: pd.DataFrame, claim
               "epoch on the final mask. Sparsity is measured at the end, over prunable weights / over all parameters. "
               "Δ vs dense is paired by seed where at least two seeds are shared (else Welch, unpaired)."
               + (" Cost columns show the mean and, in brackets, the ratio to the matching dense run (one dense "
-                 "training cycle)." if costs else "") + size_note(size_columns(groups)), ""]
+                 "training cycle)." if costs else "") + size_note(size_columns(groups)) + latency_note(groups), ""]
     parts.append(groups_markdown(groups, costs) if not groups.empty else "_No finished runs._")
     parts += ["", "## Claims and literature numbers", "", CLAIMS_RULE.format(tol=args.tolerance, **rule), ""]
     if claims.empty:
