@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import logging
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,6 +323,50 @@ def _locate_cifar10(root: Path, source: str) -> str:
     return "missing"
 
 
+# ----------------------------------------------------------------------------- CIFAR-100
+
+CIFAR100_FOLDER = "cifar-100-python"
+
+
+def _read_cifar100_file(path: Path) -> Split:
+    """One pickle of torchvision's cifar-100-python layout: b'data' (N x 3072 uint8, channel-major
+    32x32 planes) and b'fine_labels' (the 100 classes). Read directly rather than through
+    torchvision's CIFAR100, which refuses any file whose MD5 is not the published one."""
+    try:
+        with open(path, "rb") as f:
+            blob = pickle.load(f, encoding="bytes")
+        data = np.asarray(blob[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(blob[b"fine_labels"], dtype=np.int64)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
+        raise _bad_file(path, f"is not a CIFAR-100 python pickle ({exc})") from None
+    if len(data) != len(labels):
+        raise _bad_file(path, f"holds {len(data)} images but {len(labels)} labels")
+    return Split(torch.from_numpy(data.copy()), torch.from_numpy(labels))
+
+
+def _locate_cifar100(root: Path, source: str) -> str:
+    folder = root / CIFAR100_FOLDER
+    if source in ("auto", "official") and (folder / "train").is_file() and (folder / "test").is_file():
+        return "official"
+    return "missing"
+
+
+def _load_cifar100(root: Path, source: str, download: bool, cache_dir: Path) -> tuple[str, Split, Split]:
+    if _locate_cifar100(root, source) == "missing" and download and source in ("auto", "official"):
+        try:
+            import torchvision.datasets as tvd
+
+            for train in (True, False):
+                tvd.CIFAR100(str(root), train=train, download=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+            log.warning("download of cifar100 failed: %s", exc)
+    if _locate_cifar100(root, source) == "missing":
+        raise DataError(f"cifar100 not found (source={source}): put torchvision's {CIFAR100_FOLDER}/{{train,test}} "
+                        f"under {root}, or set data.root / REPRO_DATA_DIR")
+    folder = root / CIFAR100_FOLDER
+    return "official", _read_cifar100_file(folder / "train"), _read_cifar100_file(folder / "test")
+
+
 # ----------------------------------------------------------------------------- the registry
 
 for _spec in (
@@ -333,6 +378,9 @@ for _spec in (
                 locate=lambda root, source: _locate_mnist_like("fashion_mnist", root, source)),
     DatasetSpec("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), augment=True,
                 load=_load_cifar10, locate=_locate_cifar10),
+    # statistics of the 50,000 training images (the values quoted with torchvision's CIFAR-100 recipes)
+    DatasetSpec("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), augment=True,
+                load=_load_cifar100, locate=_locate_cifar100),
 ):
     register_dataset(_spec)
 
