@@ -233,6 +233,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "SGD moves masked weights off zero between mask updates",
     ),
     Mutant(
+        "rigl-reads-masked-gradients", "repro/engine/loop.py",
+        "            method.before_optimizer_step(self.ctx, step + 1)  # dense gradients: RigL reads them here",
+        "            masks.mask_grads() if mask_grads else None; method.before_optimizer_step(self.ctx, step + 1)",
+        (f"{REGROW}::test_rigl_grows_where_the_dense_gradient_of_the_steps_batch_is_largest",),
+        "the hook runs after Adam's gradients are masked: RigL grows by zeros, i.e. by position",
+    ),
+    Mutant(
+        "set-grows-zeros", "repro/pruning/regrow.py",
+        '        if self.grow_init == "init":',
+        "        if False:",
+        (f"{REGROW}::test_grown_weights_start_as_the_method_says[set]",),
+        "SET's grown weights start at 0.0 instead of a fresh draw of the initialisation",
+    ),
+    Mutant(
         "resume-forgets-dense-gradient-steps", "repro/engine/loop.py",
         '        self.method.dense_gradient_steps = tuple(int(s) for s in cost.get("dense_gradient_steps", ()))',
         "        pass",
