@@ -115,6 +115,11 @@ COST_CYCLES = "cost/cycles"
 COST_TRAIN_FLOPS = "cost/train_flops"
 COST_INFERENCE_FLOPS = "cost/inference_flops"
 COST_DENSE_CYCLE_FLOPS = "cost/dense_cycle_flops"
+#: weights a regrowing method (SET, RigL) revived at one mask update, logged at that update's
+#: optimizer step counted over all cycles
+REGROWN = "mask/regrown"
+#: the drop fraction in force at that update (RigL anneals it by cosine)
+UPDATE_DROP_FRACTION = "mask/drop_fraction"
 
 # ----------------------------------------------------------------------------- artifacts
 CONFIG_ARTIFACT = "config.yaml"
@@ -224,6 +229,8 @@ LEGACY_METRICS: dict[str, tuple[str, float]] = {
     "num_zeros": (NUM_ZEROS, 1.0),
     "layer_collapse": (LAYER_COLLAPSE, 1.0),
     "total_steps": (TOTAL_STEPS, 1.0),
+    "regrown": (REGROWN, 1.0),
+    "update_drop_fraction": (UPDATE_DROP_FRACTION, 1.0),
 }
 #: whole families renamed by prefix (cost_train_flops -> cost/train_flops, size_* -> size/*, latency_*)
 LEGACY_PREFIXES: dict[str, str] = {"cost_": COST_PREFIX, "size_": SIZE_PREFIX, "latency_": LATENCY_PREFIX}

@@ -138,7 +138,7 @@ def resolve_runtime(cfg: DictConfig) -> RunSpec:
     method_cls = methods.REGISTRY[cfg.pruner.name]
     device = resolve_device(cfg.trainer.device) if cfg.trainer.device in ("auto", "cpu", "cuda") else torch.device("cpu")
     precision = runtime_mod.resolve_precision(cfg.trainer.precision, device)
-    if cfg.data.name not in data_mod.NAMES:
+    if cfg.data.name not in data_mod.SPECS:
         raise data_mod.DataError(data_mod.unknown_dataset(cfg.data.name))
     source = data_mod.locate(cfg.data.name, cfg.data.root, cfg.data.source)
     if source == "missing" and not cfg.data.download:
@@ -202,8 +202,8 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
 
     base_tags = spec.tags
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
-                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None, on_mask=tracker.log_metrics)
-    engine.ctx.extra["init"] = cfg.trainer.init
+                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None, on_update=tracker.log_metrics,
+                    on_mask=tracker.log_metrics)
     final = engine.run()
 
     target = method.final_target()
