@@ -26,7 +26,8 @@ import sys, mlflow, torch
 from repro import data
 mlflow.set_tracking_uri(sys.argv[1])
 net = mlflow.pytorch.load_model(f"runs:/{sys.argv[2]}/model")
-ds = data.load("mnist", sys.argv[3], source="auto", val_size=0, download=False, cache_dir=None, test_subset=300)
+ds = data.load("mnist", sys.argv[3], source="auto", val_size=0, download=False, cache_dir=sys.argv[4],
+              test_subset=300)
 x = (ds.test.images.float() / 255.0 - 0.1307) / 0.3081
 with torch.no_grad():
     correct = (net(x).argmax(1) == ds.test.labels).sum().item()
@@ -39,7 +40,8 @@ print(100.0 * correct / len(x), zeros, any(n.endswith("_mask") for n in net.stat
 def test_logged_model_loads_in_a_fresh_process_with_the_runs_test_accuracy(train_run):
     train_run(*TINY, "tracking.log_model=true")
     (run,) = runs_of(train_run.uri)
-    proc = subprocess.run([sys.executable, "-c", LOAD, train_run.uri, run.info.run_id, str(SHARED_DATA)],
+    proc = subprocess.run([sys.executable, "-c", LOAD, train_run.uri, run.info.run_id, str(SHARED_DATA),
+                           str(ROOT / ".cache" / "repro")],
                           capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-3000:]
