@@ -16,9 +16,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from repro.config_base import ConfigError, PrunerConfig, Range
+from repro.pruning.density import SCOPES
 
-class ConfigError(ValueError):
-    """A configuration that composes but cannot run; the message names the fix."""
+__all__ = ["ConfigError", "PrunerConfig", "Range", "RANGES", "SCHEMAS", "register_configs", "validate"]
+
 
 
 @dataclass
@@ -34,14 +36,14 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, which copy of it and how much of it."""
 
-    name: str = MISSING  # mnist | fashion_mnist | cifar10
+    name: str = MISSING  # mnist | fashion_mnist | cifar10 | cifar100 (repro.data.SPECS)
     #: where datasets live; the default reads REPRO_DATA_DIR, else ./data
     root: str = "${oc.env:REPRO_DATA_DIR,data}"
     #: auto | official | jpeg | debian -- which copy of the dataset to read
     source: str = "auto"
     #: training images held out as a validation split (0 = none)
     val_size: int = 0
-    #: pad-4 random crop + horizontal flip (CIFAR); ignored for MNIST-like data
+    #: pad-4 random crop + horizontal flip where the dataset's spec allows it (CIFAR); ignored for MNIST-like data
     augment: bool = True
     #: where decoded uint8 tensors are cached (decode once)
     cache_dir: str = "${oc.env:REPRO_CACHE_DIR,.cache/repro}"
@@ -65,18 +67,6 @@ class ScheduleConfig:
     #: recompute the mask every this many units
     update_frequency: int = 50
     update_unit: str = "iterations"  # iterations | epochs
-
-
-@dataclass
-class PrunerConfig:
-    """What every pruning method shares: the prunable set and how scores are ranked."""
-
-    name: str = "dense"
-    scope: str = "global"  # global | layerwise
-    exclude_first: bool = False
-    exclude_last: bool = False
-    #: layer names never pruned, as shell patterns (LTH's ResNets keep shortcuts dense: ['*downsample*'])
-    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -240,32 +230,22 @@ SCHEMAS: dict[str, type] = {
 }
 
 
+def _plug_in_methods() -> None:
+    """Add every registered method's own schema and ranges (``Method.Config``, ``Method.ranges``):
+    a method module brings its schema with it. Importing repro.pruning imports every method module."""
+    from repro.pruning.methods import REGISTRY
+
+    for name, cls in REGISTRY.items():
+        if cls.Config is not None:
+            SCHEMAS.setdefault(f"pruner/{name}", cls.Config)
+
+
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore under ``schema/`` (idempotent)."""
     cs = ConfigStore.instance()
     for path, node in SCHEMAS.items():
         group, _, name = f"{SCHEMA_GROUP}/{path}".rpartition("/")
         cs.store(group=group, name=name, node=node)
-
-
-@dataclass(frozen=True)
-class Range:
-    """The allowed interval of one numeric key and what to write instead when a value falls
-    outside it (the second half of a "key=value: what to do" message)."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False  # lo itself is not allowed
-    hi_open: bool = False  # hi itself is not allowed
-    fix: str = ""
-
-    def holds(self, value: float) -> bool:
-        """Whether ``value`` lies in the interval (NaN and infinities never do)."""
-        if not math.isfinite(value):
-            return False
-        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
-            return False
-        return not (self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)))
 
 
 #: Every numeric key of the schemas above and its stated range. A value outside it would
@@ -306,6 +286,19 @@ RANGES: dict[str, Range] = {
 #: sparsity in [0, 1); 0 <= schedule.start <= schedule.end <= 1;
 #: 0 <= schedule.initial_sparsity <= sparsity
 RANGES_CHECKED_ELSEWHERE = ("sparsity", "schedule.start", "schedule.end", "schedule.initial_sparsity")
+
+
+def _plug_in_method_ranges() -> None:
+    """The ranges a method module states for its own knobs join RANGES (checked when it is chosen)."""
+    from repro.pruning.methods import REGISTRY
+
+    for cls in REGISTRY.values():
+        for key, rng in cls.ranges.items():
+            RANGES.setdefault(key, rng)
+
+
+_plug_in_methods()
+_plug_in_method_ranges()
 
 
 def _require(ok: bool, message: str) -> None:
@@ -352,7 +345,7 @@ def validate(cfg: Any) -> None:
              f"trainer.channels_last={cfg.trainer.channels_last}: use auto, true or false")
     _require(cfg.data.source in ("auto", "official", "jpeg", "debian"),
              f"data.source={cfg.data.source}: use auto, official, jpeg or debian")
-    _require(cfg.pruner.scope in ("global", "layerwise"), f"pruner.scope={cfg.pruner.scope}: use global or layerwise")
+    _require(cfg.pruner.scope in SCOPES, f"pruner.scope={cfg.pruner.scope}: use {', '.join(SCOPES)}")
     o = cfg.optim
     _require(o.name in ("sgd", "adam", "adamw"), f"optim.name={o.name}: use sgd, adam or adamw")
     _require(o.lr_schedule in ("multistep", "cosine", "constant"),
@@ -372,13 +365,11 @@ def validate(cfg: Any) -> None:
     _require(sch.initial_sparsity <= s,
              f"schedule.initial_sparsity={sch.initial_sparsity} exceeds sparsity={s}: lower it")
     _require(sch.update_unit in ("iterations", "epochs"), f"schedule.update_unit={sch.update_unit}: use iterations or epochs")
-    pruner = cfg.pruner.name
-    _require(pruner != "lth" or s > 0.0 or bool(getattr(cfg.pruner, "targets", None)),
-             "pruner=lth needs a target: set sparsity > 0 or pruner.targets, e.g. sparsity=0.9")
-    if pruner == "mask_from":
-        _require(bool(cfg.pruner.source),
-                 "pruner=mask_from needs pruner.source=<MLflow run id or a .pt file with masks>")
-        _require(cfg.pruner.init in ("original", "random"), f"pruner.init={cfg.pruner.init}: use original or random")
+    from repro.pruning.methods import REGISTRY
+
+    method = REGISTRY.get(cfg.pruner.name)
+    if method is not None:
+        method.check(cfg)  # the method's own cross-field rules
     targets = list(getattr(cfg.pruner, "targets", []) or [])
     for target in targets:
         _require(0.0 < target < 1.0, f"pruner.targets contains {target}: every target must lie in (0, 1)")

@@ -10,7 +10,11 @@ Convention (as in RigL, Evci et al. 2020, appendix H):
   the convolutions and do not change with sparsity);
 - scoring passes of prune-at-init methods are counted as dense training steps over the
   samples they touch (SNIP: the scoring batches; GraSP: twice its sample; SynFlow: one
-  all-ones sample per round).
+  all-ones sample per round);
+- a step whose backward pass computes the dense weight gradient (RigL's mask updates, every
+  delta_t steps) costs 2 x the sparse forward + 1 x the dense forward per sample instead of
+  3 x the sparse forward (RigL appendix H: (3 f_S dT + 2 f_S + f_D) / (dT + 1) per step on
+  average); every other step of a sparse-to-sparse method is an ordinary sparse step.
 """
 
 from __future__ import annotations
@@ -62,10 +66,12 @@ def forward_flops(macs: dict[str, int], density: dict[str, float] | None = None)
 
 def training_flops(macs: dict[str, int], batch_size: float, total_steps: int,
                    density_log: Sequence[tuple[int, Sequence[float]]], prunable: Sequence[str],
-                   scoring_samples: float = 0.0) -> float:
+                   scoring_samples: float = 0.0, dense_gradient_steps: Sequence[int] = ()) -> float:
     """Training FLOPs over ``total_steps`` steps of ``batch_size`` samples, each step costed at the
     densities in force: ``density_log`` lists (step, per-layer densities of ``prunable``) at every
-    mask change, in order; before its first entry the network is dense."""
+    mask change, in order; before its first entry the network is dense. Each of
+    ``dense_gradient_steps`` (1-based global steps) adds f_D - f_S per sample, at that step's
+    densities, for its dense weight gradient."""
     dense_step = 3 * forward_flops(macs) * batch_size
     total = 0.0
     prev_step, prev_cost = 0, dense_step
@@ -75,4 +81,10 @@ def training_flops(macs: dict[str, int], batch_size: float, total_steps: int,
         prev_step = step
         prev_cost = 3 * forward_flops(macs, dict(zip(prunable, densities))) * batch_size
     total += (total_steps - prev_step) * prev_cost
-    return total + 3 * forward_flops(macs) * scoring_samples
+    dense_forward = forward_flops(macs)
+    for step in dense_gradient_steps:
+        # the densities in force during step `step`: the last mask change at a step before it
+        before = [d for s, d in density_log if s < step]
+        sparse_forward = forward_flops(macs, dict(zip(prunable, before[-1]))) if before else dense_forward
+        total += (dense_forward - sparse_forward) * batch_size
+    return total + 3 * dense_forward * scoring_samples

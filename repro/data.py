@@ -1,5 +1,8 @@
 """Datasets as uint8 tensors on the training device, served in shuffled, augmented batches.
 
+Each dataset is a :class:`DatasetSpec` in ``SPECS`` (classes, channels, image size,
+statistics, whether the CIFAR augmentation applies, how to find and read a copy): adding
+one is a spec registered with :func:`register_dataset` plus ``conf/data/NAME.yaml``.
 Each dataset is decoded once (the CIFAR JPEG copy is cached as a tensor file), then
 batches are slices of device tensors: no ``DataLoader`` over in-memory data. Per-sample
 augmentation (pad-4 random crop, horizontal flip) and normalisation run on whole batches.
@@ -13,7 +16,8 @@ import gzip
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +28,6 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-#: the datasets ``load`` knows
-NAMES = ("mnist", "fashion_mnist", "cifar10")
-
-#: per-channel mean and std of the training images, in [0, 1] units
-STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -55,6 +50,41 @@ class Split:
         return Split(self.images.to(device), self.labels.to(device))
 
 
+#: (root, source, download, cache_dir) -> (the copy read, train split, test split)
+Loader = Callable[[Path, str, bool, Path], tuple[str, "Split", "Split"]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the rest of the suite knows about a dataset: all of it lives here."""
+
+    name: str
+    num_classes: int
+    channels: int
+    #: image height = width, in pixels
+    size: int
+    #: per-channel mean and std of the training images, in [0, 1] units
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    #: whether data.augment=true applies pad-4 random crop + horizontal flip (natural images)
+    augment: bool
+    #: finds and decodes a copy
+    load: Loader
+    #: which copy ``load`` would read (a source name) or "missing"; cheap, no decoding
+    locate: Callable[[Path, str], str]
+
+
+SPECS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset; a name already taken is refused."""
+    if spec.name in SPECS:
+        raise ValueError(f"dataset '{spec.name}' is already registered")
+    SPECS[spec.name] = spec
+    return spec
+
+
 @dataclass
 class Dataset:
     name: str
@@ -65,8 +95,12 @@ class Dataset:
     val: Split | None = None
 
     @property
+    def spec(self) -> DatasetSpec:
+        return SPECS[self.name]
+
+    @property
     def num_classes(self) -> int:
-        return 10
+        return self.spec.num_classes
 
     @property
     def in_channels(self) -> int:
@@ -178,6 +212,7 @@ def _try_download(name: str, root: Path) -> None:
 
 
 def _load_mnist_like(name: str, root: Path, source: str, download: bool) -> tuple[str, Split, Split]:
+    """MNIST or Fashion-MNIST from the IDX files (torchvision's layout, or Debian's package)."""
     folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
     if source in ("auto", "official"):
         got = _read_idx_folder(folder)
@@ -266,31 +301,105 @@ def _load_cifar10(root: Path, source: str, download: bool, cache_dir: Path) -> t
     )
 
 
+def _locate_mnist_like(name: str, root: Path, source: str) -> str:
+    folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
+    stems = [s for pair in IDX_FILES.values() for s in pair]
+    for used, where in (("official", folder), ("debian", DEBIAN_FASHION_MNIST)):
+        if used == "debian" and name != "fashion_mnist" or source not in ("auto", used):
+            continue
+        files = [_find_idx(where, s) for s in stems]
+        if all(files):
+            for path in files:
+                check_idx(path)  # a truncated copy is refused here, before any run exists
+            return used
+    return "missing"
+
+
+def _locate_cifar10(root: Path, source: str) -> str:
+    if source in ("auto", "official") and (root / "cifar-10-batches-py").is_dir():
+        return "official"
+    if source in ("auto", "jpeg") and (root / "cifar10-jpeg" / "train").is_dir():
+        return "jpeg"
+    return "missing"
+
+
+# ----------------------------------------------------------------------------- CIFAR-100
+
+CIFAR100_FOLDER = "cifar-100-python"
+
+
+def _read_cifar100_file(path: Path) -> Split:
+    """One pickle of torchvision's cifar-100-python layout: b'data' (N x 3072 uint8, channel-major
+    32x32 planes) and b'fine_labels' (the 100 classes). Read directly rather than through
+    torchvision's CIFAR100, which refuses any file whose MD5 is not the published one."""
+    try:
+        with open(path, "rb") as f:
+            blob = pickle.load(f, encoding="bytes")
+        data = np.asarray(blob[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(blob[b"fine_labels"], dtype=np.int64)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError) as exc:
+        raise _bad_file(path, f"is not a CIFAR-100 python pickle ({exc})") from None
+    if len(data) != len(labels):
+        raise _bad_file(path, f"holds {len(data)} images but {len(labels)} labels")
+    return Split(torch.from_numpy(data.copy()), torch.from_numpy(labels))
+
+
+def _locate_cifar100(root: Path, source: str) -> str:
+    folder = root / CIFAR100_FOLDER
+    if source in ("auto", "official") and (folder / "train").is_file() and (folder / "test").is_file():
+        return "official"
+    return "missing"
+
+
+def _load_cifar100(root: Path, source: str, download: bool, cache_dir: Path) -> tuple[str, Split, Split]:
+    if _locate_cifar100(root, source) == "missing" and download and source in ("auto", "official"):
+        try:
+            import torchvision.datasets as tvd
+
+            for train in (True, False):
+                tvd.CIFAR100(str(root), train=train, download=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+            log.warning("download of cifar100 failed: %s", exc)
+    if _locate_cifar100(root, source) == "missing":
+        raise DataError(f"cifar100 not found (source={source}): put torchvision's {CIFAR100_FOLDER}/{{train,test}} "
+                        f"under {root}, or set data.root / REPRO_DATA_DIR")
+    folder = root / CIFAR100_FOLDER
+    return "official", _read_cifar100_file(folder / "train"), _read_cifar100_file(folder / "test")
+
+
+# ----------------------------------------------------------------------------- the registry
+
+for _spec in (
+    DatasetSpec("mnist", 10, 1, 28, (0.1307,), (0.3081,), augment=False,
+                load=lambda root, source, download, cache: _load_mnist_like("mnist", root, source, download),
+                locate=lambda root, source: _locate_mnist_like("mnist", root, source)),
+    DatasetSpec("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,), augment=False,
+                load=lambda root, source, download, cache: _load_mnist_like("fashion_mnist", root, source, download),
+                locate=lambda root, source: _locate_mnist_like("fashion_mnist", root, source)),
+    DatasetSpec("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), augment=True,
+                load=_load_cifar10, locate=_locate_cifar10),
+    # statistics of the 50,000 training images (the values quoted with torchvision's CIFAR-100 recipes)
+    DatasetSpec("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), augment=True,
+                load=_load_cifar100, locate=_locate_cifar100),
+):
+    register_dataset(_spec)
+
+
+def names() -> tuple[str, ...]:
+    """The datasets ``load`` knows."""
+    return tuple(SPECS)
+
+
 def unknown_dataset(name: str) -> str:
     """The one-line refusal of a dataset name ``load`` does not know."""
-    return f"unknown dataset '{name}': choose {', '.join(NAMES)}"
+    return f"unknown dataset '{name}': choose {', '.join(SPECS)}"
 
 
 def locate(name: str, root: str | Path, source: str = "auto") -> str:
     """Which copy ``load`` would read (official | jpeg | debian), or "missing"; cheap, no decoding."""
-    root = Path(root).expanduser()
-    if name in ("mnist", "fashion_mnist"):
-        folder = root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw"
-        stems = [s for pair in IDX_FILES.values() for s in pair]
-        for used, where in (("official", folder), ("debian", DEBIAN_FASHION_MNIST)):
-            if used == "debian" and name != "fashion_mnist" or source not in ("auto", used):
-                continue
-            files = [_find_idx(where, s) for s in stems]
-            if all(files):
-                for path in files:
-                    check_idx(path)  # a truncated copy is refused here, before any run exists
-                return used
-    elif name == "cifar10":
-        if source in ("auto", "official") and (root / "cifar-10-batches-py").is_dir():
-            return "official"
-        if source in ("auto", "jpeg") and (root / "cifar10-jpeg" / "train").is_dir():
-            return "jpeg"
-    return "missing"
+    if name not in SPECS:
+        return "missing"
+    return SPECS[name].locate(Path(root).expanduser(), source)
 
 
 def _subset(split: Split, n: int) -> Split:
@@ -315,12 +424,9 @@ def load(
 ) -> Dataset:
     """Find ``name`` under ``root`` (or the Debian location), decode it, carve a validation split."""
     root = Path(root).expanduser()
-    if name in ("mnist", "fashion_mnist"):
-        used, train, test = _load_mnist_like(name, root, source, download)
-    elif name == "cifar10":
-        used, train, test = _load_cifar10(root, source, download, Path(cache_dir))
-    else:
+    if name not in SPECS:
         raise DataError(unknown_dataset(name))
+    used, train, test = SPECS[name].load(root, source, download, Path(cache_dir))
     val = None
     if val_size:
         if val_size >= len(train):
@@ -344,7 +450,8 @@ class Normalizer:
     """uint8 images -> normalised float32, as one fused multiply-add per channel."""
 
     def __init__(self, name: str, device: torch.device) -> None:
-        mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in STATS[name])
+        spec = SPECS[name]
+        mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
         self.scale = 1.0 / (255.0 * std)
         self.shift = -mean / std
 

@@ -94,6 +94,11 @@ LAYER_COLLAPSE = "layer_collapse"
 TOTAL_STEPS = "total_steps"
 #: how many times the mask changed (PMP/GMP with fewer than 3 are one-shot pruning in disguise)
 MASK_UPDATES = "mask_updates"
+#: weights a regrowing method (SET, RigL) revived at one mask update, logged at that update's
+#: optimizer step counted over all cycles (its own series: its steps are not epochs)
+REGROWN = "regrown"
+#: the drop fraction in force at that update (RigL anneals it by cosine)
+UPDATE_DROP_FRACTION = "update_drop_fraction"
 #: every cost metric starts with this prefix (cost_iterations, cost_train_flops, ...)
 COST_PREFIX = "cost_"
 COST_ITERATIONS = "cost_iterations"

@@ -330,6 +330,8 @@ class Tracker:
         self.run_id: str | None = None
         self.resumed = False
         self._logged_steps: set[int] = set()
+        #: steps already logged per series other than the epochs' (a mask update's metrics)
+        self._logged_series: dict[str, set[int]] = {}
 
     def _prepare(self, name: str) -> str:
         """The experiment's id, creating it (artifacts beside a SQLite store) on first use."""
@@ -384,6 +386,7 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, run_name=name, tags={IDENTITY_TAG: identity, **tags})
             self.run_id = run.info.run_id
             self._logged_steps = set()
+        self._logged_series = {}
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, v)
         return self.run_id
@@ -407,14 +410,23 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log a step's metrics once: steps already in the run (before a resume) are skipped."""
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, *, series: str = TRAIN_LOSS) -> None:
+        """Log a step's metrics once: steps already in the run (before a resume) are skipped.
+        ``series`` names the metric whose history tells which steps are in: the epochs'
+        (train_loss) by default, another for metrics logged at other steps (mask updates)."""
         from mlflow.entities import Metric
 
         if step is not None:
-            if step in self._logged_steps:
+            if series == TRAIN_LOSS:
+                seen = self._logged_steps
+            else:
+                if series not in self._logged_series:
+                    history = self.client.get_metric_history(self.run_id, series) if self.resumed else []
+                    self._logged_series[series] = {m.step for m in history}
+                seen = self._logged_series[series]
+            if step in seen:
                 return
-            self._logged_steps.add(step)
+            seen.add(step)
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=items)
@@ -504,7 +516,7 @@ class NullTracker:
 
     def log_params(self, params: dict[str, str]) -> None: ...
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, *, series: str = "") -> None: ...
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
 

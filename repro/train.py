@@ -128,7 +128,7 @@ def resolve_runtime(cfg: DictConfig) -> RunSpec:
     method_cls = methods.REGISTRY[cfg.pruner.name]
     device = resolve_device(cfg.trainer.device) if cfg.trainer.device in ("auto", "cpu", "cuda") else torch.device("cpu")
     precision = runtime_mod.resolve_precision(cfg.trainer.precision, device)
-    if cfg.data.name not in data_mod.NAMES:
+    if cfg.data.name not in data_mod.SPECS:
         raise data_mod.DataError(data_mod.unknown_dataset(cfg.data.name))
     source = data_mod.locate(cfg.data.name, cfg.data.root, cfg.data.source)
     if source == "missing" and not cfg.data.download:
@@ -186,9 +186,12 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
                           texts={rec.LAYER_DENSITY_ARTIFACT: density_csv(masks)})
 
     base_tags = spec.tags
+    def log_update(metrics: dict, step: int) -> None:
+        """A mask update's metrics (weights regrown), at its optimizer step over all cycles."""
+        tracker.log_metrics(metrics, step, series=rec.REGROWN)
+
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
-                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None)
-    engine.ctx.extra["init"] = cfg.trainer.init
+                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None, on_update=log_update)
     final = engine.run()
 
     target = method.final_target()

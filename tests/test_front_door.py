@@ -190,8 +190,8 @@ def test_a_sweep_is_expanded_as_hydras_basic_sweeper_does():
     configs = cli.check(["-m", "pruner=pmp,snip", "sparsity=0.5,0.9", "trainer.epochs=1"])
     assert sorted((c.pruner.name, c.sparsity) for c in configs) == [("pmp", 0.5), ("pmp", 0.9), ("snip", 0.5), ("snip", 0.9)]
     assert {c.trainer.epochs for c in configs} == {1}
-    quick = cli.check(["-m", "+profile=quick"])  # the profile's hydra.sweeper.params: 8 pruners x 5 sparsities
-    assert len(quick) == 40 and {c.profile for c in quick} == {"quick"}
+    quick = cli.check(["-m", "+profile=quick"])  # the profile's hydra.sweeper.params: 10 pruners x 5 sparsities
+    assert len(quick) == 50 and {c.profile for c in quick} == {"quick"}
     assert len(cli.check(["-m", "+profile=quick", "pruner=pmp"])) == 5  # the command line wins, as in Hydra
     assert len(cli.check(["-m", "hydra/launcher=submitit_local", "pruner=pmp,gmp", "sparsity=0.9"])) == 2
 

@@ -185,7 +185,7 @@ def test_mask_from_random_init_draws_fresh_weights_under_every_init_scheme(tmp_p
         cfg = OmegaConf.create({"name": "mask_from", "scope": "global", "source": str(path), "init": init,
                                 "rewind_step": 0, "shuffle": False})
         eng = engine_for(MaskTransfer(cfg, 0.0, None), epochs=1, seed=3)
-        eng.ctx.extra["init"] = scheme
+        eng.ctx.init = scheme
         before = {n: p.detach().clone() for n, p in eng.model.named_parameters()}
         eng.method.before_training(eng.ctx)
         return before, {n: p.detach().clone() for n, p in eng.model.named_parameters()}, eng

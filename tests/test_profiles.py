@@ -193,13 +193,25 @@ def test_lenets_profile_rows_follow_their_recipe_and_never_share_an_identity():
 
 def test_quick_profile_trains_each_method_at_each_sparsity_dense_once_and_one_lth_chain():
     cfgs = job_configs("quick")
-    assert len(cfgs) == 8 * 5
+    assert len(cfgs) == 10 * 5
     assert {(c.model.name, c.data.name, c.seed, c.profile) for c in cfgs} == {("lenet300", "fashion_mnist", 0, "quick")}
     runs = distinct_runs(cfgs)
     cells = sorted(cell(c) for c in runs.values())
     expected = sorted([("lenet300", "dense", (0.0,)), ("lenet300", "lth", tuple(GRID))]
-                      + [("lenet300", m, (s,)) for m in ("pmp", "gmp", "snip", "grasp", "synflow", "random") for s in GRID])
-    assert cells == expected  # 32 trainings; the other 8 jobs (4 dense, 4 LTH) skip as FINISHED
+                      + [("lenet300", m, (s,)) for m in ("pmp", "gmp", "set", "rigl", "snip", "grasp", "synflow", "random")
+                         for s in GRID])
+    assert cells == expected  # 42 trainings; the other 8 jobs (4 dense, 4 LTH) skip as FINISHED
+
+
+def test_regrow_profile_compares_the_one_cycle_methods_on_three_seeds():
+    cfgs = job_configs("regrow")
+    runs = distinct_runs(cfgs)
+    assert len(cfgs) == 5 * 2 * 3 and len(runs) == 4 * 2 * 3 + 3  # dense: one run per seed
+    cells = {cell(c) for c in runs.values()}
+    assert cells == {("lenet300", "dense", (0.0,))} | {("lenet300", m, (s,)) for m in ("pmp", "gmp", "set", "rigl")
+                                                       for s in (0.9, 0.98)}
+    assert {(c.data.name, c.trainer.epochs, c.trainer.batch_size, c.seed) for c in cfgs} == {
+        ("fashion_mnist", 8, 100, s) for s in (0, 1, 2)}
 
 
 def test_mnist_profile_covers_both_lenets_with_an_lth_chain_on_lenet300_only():
@@ -281,8 +293,8 @@ def test_quick_profile_end_to_end_with_tiny_overrides(train_cli, tmp_path):
     assert (proc.stdout + proc.stderr).count("not launched") == 8
     runs = _finished(train_cli.uri)
     assert {r.data.tags["profile"] for r in runs} == {"quick"}
-    expected = {("lenet300", "dense", 0.0)} | {("lenet300", m, s) for m in ("pmp", "gmp", "snip", "grasp", "synflow", "random",
-                                                                             "lth") for s in GRID}
+    expected = {("lenet300", "dense", 0.0)} | {("lenet300", m, s) for m in ("pmp", "gmp", "set", "rigl", "snip", "grasp",
+                                                                             "synflow", "random", "lth") for s in GRID}
     assert _cells(runs) == expected
 
     from repro import report

@@ -146,3 +146,9 @@ def test_report_writes_the_ranking_and_one_plot_per_setting(mlflow_uri, tmp_path
     ranking = pd.read_csv(out / "ranking.csv")
     assert ranking.loc[0, "setting"] == "window_end" and ranking.loc[0, "spread_pp"] == pytest.approx(4.0)
     assert "sensitivity.md" in (out / "table.md").read_text()
+
+
+def test_the_csv_keeps_small_p_values_and_rounds_the_rest():
+    ranking = pd.DataFrame({"spread_pp": [1.946666], "anova_p": [3.1234e-08]})
+    out = sensitivity.ranking_for_csv(ranking)
+    assert out.loc[0, "spread_pp"] == 1.9467 and out.loc[0, "anova_p"] == 3.12e-08

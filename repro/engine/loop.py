@@ -71,6 +71,8 @@ class LoopConfig:
     compile: bool = False
     checkpoint_every: int = 1
     checkpoint_path: Path | None = None
+    #: the weight initialisation scheme (a method that draws fresh weights uses the same)
+    init: str = "kaiming_normal"
 
     @classmethod
     def from_trainer(cls, trainer: Any, **resolved: Any) -> LoopConfig:
@@ -86,7 +88,8 @@ class Engine:
     def __init__(self, model: nn.Module, dataset: Dataset, method: Method, masks: MaskSet, optim: Any,
                  cfg: LoopConfig, device: torch.device,
                  on_epoch: Callable[[dict, int], None] = lambda metrics, step: None,
-                 on_cycle: Callable[[dict, int, float], None] = lambda metrics, cycle, target: None) -> None:
+                 on_cycle: Callable[[dict, int, float], None] = lambda metrics, cycle, target: None,
+                 on_update: Callable[[dict, int], None] = lambda metrics, step: None) -> None:
         self.model = model
         self.dataset = dataset
         self.method = method
@@ -97,7 +100,7 @@ class Engine:
         self.on_epoch = on_epoch
         self.on_cycle = on_cycle
         self.normalize = Normalizer(dataset.name, device)
-        augment = cfg.augment and dataset.name == "cifar10"
+        augment = cfg.augment and dataset.spec.augment
         self.train_split = dataset.train.to(device)
         self.test_split = dataset.test.to(device)
         self.val_split = dataset.val.to(device) if dataset.val is not None else None
@@ -116,8 +119,11 @@ class Engine:
         self.ctx = Context(
             model=model, masks=masks, optimizer=self.optimizer, steps_per_epoch=self.steps_per_epoch,
             epochs=cfg.epochs, seed=cfg.seed, device=device, scoring_batches=self.scoring_batches,
-            dataset=dataset.name, reset_optimizer=self._new_optimizer,
+            dataset=dataset.name, reset_optimizer=self._new_optimizer, init=cfg.init,
+            num_classes=dataset.num_classes, log_metrics=on_update,
         )
+        #: the masks at the last change, for the check that a monotone method never revives a weight
+        self._last_masks: list[torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ plumbing for methods
     @property
@@ -167,6 +173,10 @@ class Engine:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
+            # kept beside the method's own state: a resumed SNIP/GraSP/SynFlow run keeps its
+            # scoring cost, a resumed RigL run its dense-gradient steps
+            "method_cost": {"scoring_samples": self.method.scoring_samples,
+                            "dense_gradient_steps": list(self.method.dense_gradient_steps)},
             "loop": asdict(self.state),
             "rng": torch.get_rng_state(),
         }
@@ -189,6 +199,9 @@ class Engine:
         # zero it, so that the state is clean whatever optimizer path resumes from it
         self.masks.clean_optimizer_state(self.optimizer)
         self.method.load_state_dict(ckpt["method"])
+        cost = ckpt.get("method_cost", {})
+        self.method.scoring_samples = float(cost.get("scoring_samples", 0.0))
+        self.method.dense_gradient_steps = tuple(int(s) for s in cost.get("dense_gradient_steps", ()))
         ckpt_io.restore_rng(ckpt["rng"])
         log.info("resumed from %s at cycle %d epoch %d", path, self.state.cycle, self.state.epoch)
         return True
@@ -215,6 +228,7 @@ class Engine:
                 loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            method.before_optimizer_step(self.ctx, step + 1)  # dense gradients: RigL reads them here
             if mask_grads:
                 # Adam/AdamW: masked gradients keep masked weights at exactly 0.0 as long as the
                 # optimizer state is zero there (clean_optimizer_state on every mask change).
@@ -270,6 +284,8 @@ class Engine:
     def _run_cycles(self) -> dict:
         if not self.try_resume():
             self.state = LoopState()
+        self.ctx.steps_before_cycle = self.state.total_steps_run - self.state.step
+        self._last_masks = self.masks.state() if self.method.monotone else None
         if not self.state.started:
             self.method.before_training(self.ctx)
             self.state.started = True
@@ -291,12 +307,27 @@ class Engine:
     def _start_cycle(self, step: int) -> None:
         """Position a new cycle at optimizer step ``step`` with a fresh optimizer and LR schedule."""
         self.state.cycle += 1
+        self.ctx.steps_before_cycle = self.state.total_steps_run - step
         self.state.step = step
         self.state.epoch = step // self.steps_per_epoch
         self._new_optimizer(step)
 
     def _record_density(self, global_step: int) -> None:
+        """Log the densities at a mask change (for cost accounting); every mask change passes
+        here, so here a monotone method is checked to have revived no weight."""
+        self._check_monotone()
         self.state.density_log.append((global_step, [r["density"] for r in self.masks.density_table()]))
+
+    def _check_monotone(self) -> None:
+        if not self.method.monotone:
+            return
+        now = self.masks.state()
+        if self._last_masks is not None:
+            revived = sum(int(((old == 0) & (new != 0)).sum()) for old, new in zip(self._last_masks, now))
+            if revived:
+                raise RuntimeError(f"pruner {self.method.name} declares monotone masks but revived {revived} "
+                                   "weights: set monotone = False on the method and change masks through MaskSet.update")
+        self._last_masks = now
 
     def _one_epoch(self) -> None:
         threads.recheck()  # trainers may have come or gone since the last epoch
@@ -338,7 +369,8 @@ class Engine:
         steps = self.state.total_steps_run
         per_step = len(self.train_split) / self.steps_per_epoch  # mean batch (the last one may be short)
         flops = training_flops(self.macs, per_step, steps, self.state.density_log, self.masks.names,
-                               scoring_samples=getattr(self.method, "scoring_samples", 0.0))
+                               scoring_samples=self.method.scoring_samples,
+                               dense_gradient_steps=self.method.dense_gradient_steps)
         return {
             rec.COST_ITERATIONS: float(steps),
             rec.COST_EPOCHS: steps / self.steps_per_epoch,

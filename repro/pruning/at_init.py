@@ -43,8 +43,6 @@ def _positive_int(cfg: Any, key: str, default: int) -> int:
 class PruneAtInit(Method):
     """Score once before training, prune to the target sparsity, keep the mask fixed."""
 
-    uses_masks = True
-    uses_sparsity = True
     uses_schedule = False
 
     def scores(self, ctx: Context) -> list[torch.Tensor]:
@@ -103,9 +101,10 @@ class Grasp(PruneAtInit):
         # whatever the batch size; this one only sets how much is decoded per step.
         data = self.batches(ctx, default_batch_size(ctx.dataset))
         # a gradient pass and a Hessian-gradient pass over the balanced sample, per iteration
-        self.scoring_samples = float(2 * self.samples_per_class * 10 * self.num_iters)
+        self.scoring_samples = float(2 * self.samples_per_class * ctx.num_classes * self.num_iters)
         return scoring.grasp(ctx.model, ctx.masks, data, temperature=self.temperature,
-                             samples_per_class=self.samples_per_class, num_iters=self.num_iters)
+                             samples_per_class=self.samples_per_class, num_iters=self.num_iters,
+                             num_classes=ctx.num_classes)
 
 
 def synflow_sparsity(sparsity: float, k: int, rounds: int) -> float:

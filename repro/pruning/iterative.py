@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from repro.config_base import ConfigError
 from repro.pruning import scores as scoring
 from repro.pruning.masks import MaskSet, pruned_count, select_topk
 from repro.pruning.methods import Context, Method, register
@@ -59,8 +60,12 @@ class LotteryTicket(Method):
     """
 
     name = "lth"
-    uses_masks = True
-    uses_sparsity = True
+    uses_schedule = False
+
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        if not (cfg.sparsity > 0.0 or bool(getattr(cfg.pruner, "targets", None))):
+            raise ConfigError("pruner=lth needs a target: set sparsity > 0 or pruner.targets, e.g. sparsity=0.9")
 
     def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
         super().__init__(pruner, sparsity, schedule)
@@ -146,8 +151,7 @@ class OneShot(Method):
     """
 
     name = "oneshot"
-    uses_masks = True
-    uses_sparsity = True
+    uses_schedule = False
 
     def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
         super().__init__(pruner, sparsity, schedule)
@@ -198,7 +202,15 @@ class MaskTransfer(Method):
     """
 
     name = "mask_from"
-    uses_masks = True
+    uses_sparsity = False
+    uses_schedule = False
+
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        if not cfg.pruner.source:
+            raise ConfigError("pruner=mask_from needs pruner.source=<MLflow run id or a .pt file with masks>")
+        if cfg.pruner.init not in ("original", "random"):
+            raise ConfigError(f"pruner.init={cfg.pruner.init}: use original or random")
 
     def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
         super().__init__(pruner, sparsity, schedule)
@@ -236,7 +248,7 @@ class MaskTransfer(Method):
 
             with torch.random.fork_rng():
                 torch.manual_seed(ctx.seed + 7_919)
-                initialize(ctx.model, ctx.extra.get("init", "kaiming_normal"), redraw=True)
+                initialize(ctx.model, ctx.init, redraw=True)
         if self.rewind_step == 0:
             ctx.masks.load(self.loaded)
 

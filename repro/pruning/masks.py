@@ -6,9 +6,13 @@ buffer ``weight_mask`` on its module, so it travels with ``state_dict`` and chec
 
 Count rule (pinned by tests): at sparsity s, global selection prunes exactly
 ``floor(s * N + 0.5)`` of the N prunable weights; layerwise selection applies the same
-rule to each tensor. Among active weights the highest scores are kept; pruned weights
-score -inf, so a mask never revives a weight. Ties are broken by position (the earlier
-flat index is kept), which makes selection deterministic.
+rule to each tensor, and the Erdős–Rényi scopes (``er``, ``erk``) fix each layer's count
+from the shapes (:mod:`repro.pruning.density`) with the same total. Among active weights
+the highest scores are kept; pruned weights score -inf, so :meth:`MaskSet.prune_to` never
+revives a weight. Ties are broken by position (the earlier flat index is kept), which makes
+selection deterministic. Methods whose masks regrow (SET, RigL) change masks through
+:meth:`MaskSet.update`, the one way to revive a weight, which also resets the optimizer
+state at every position it changes.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from repro.pruning.density import PER_LAYER, pruned_count, zeros_per_layer
+
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+#: the optimizer state that lives per weight (SGD momentum, Adam/AdamW moments)
+PER_WEIGHT_STATE = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
-
-def pruned_count(sparsity: float, n: int) -> int:
-    """How many of ``n`` weights are zero at ``sparsity``: floor(s * n + 0.5)."""
-    return min(n, int(math.floor(sparsity * n + 0.5)))
+__all__ = ["MaskSet", "check_integrity", "pruned_count", "select_global", "select_topk"]
 
 
 @dataclass
@@ -150,10 +155,44 @@ class MaskSet:
             state = optimizer.state.get(w)
             if not state:
                 continue
-            for key in ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            for key in PER_WEIGHT_STATE:
                 buf = state.get(key)
                 if isinstance(buf, torch.Tensor) and buf.shape == m.shape:
                     buf.mul_(m)
+
+    @torch.no_grad()
+    def reset_optimizer_state(self, optimizer: torch.optim.Optimizer, where: list[torch.Tensor]) -> None:
+        """Zero momentum / Adam moments where ``where`` (one bool tensor per layer) is True."""
+        for w, changed in zip(self.weights, where, strict=True):
+            state = optimizer.state.get(w)
+            if not state:
+                continue
+            for key in PER_WEIGHT_STATE:
+                buf = state.get(key)
+                if isinstance(buf, torch.Tensor) and buf.shape == changed.shape:
+                    buf.masked_fill_(changed, 0.0)
+
+    @torch.no_grad()
+    def update(self, new_masks: list[torch.Tensor], optimizer: torch.optim.Optimizer | None = None
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Replace the masks by ``new_masks``, reviving weights where they say so: the one API
+        that may regrow. Every changed position, dropped or grown, gets clean optimizer state
+        (no momentum or Adam moment carried into a regrown weight, none left on a dropped one);
+        dropped weights become 0.0 and grown ones start at their current value (0.0, since a
+        masked weight is zero). Returns the (dropped, grown) positions as bool tensors per layer.
+        """
+        if len(new_masks) != len(self.layers):
+            raise ValueError(f"got {len(new_masks)} masks for {len(self.layers)} prunable layers")
+        dropped, grown = [], []
+        for dst, src in zip(self.masks, new_masks):
+            src = src.to(dst.device, dst.dtype)
+            dropped.append((dst != 0) & (src == 0))
+            grown.append((dst == 0) & (src != 0))
+            dst.copy_(src)
+        if optimizer is not None:
+            self.reset_optimizer_state(optimizer, [d | g for d, g in zip(dropped, grown)])
+        self.apply()
+        return dropped, grown
 
     # ------------------------------------------------------------------ selection
     @torch.no_grad()
@@ -168,10 +207,11 @@ class MaskSet:
             raise ValueError(f"got {len(scores)} score tensors for {len(self.masks)} prunable layers")
         if scope == "global":
             new = _keep_global(scores, self.masks, sparsity)  # float32 0/1 views of one flat tensor
-        elif scope == "layerwise":
-            new = [select_topk(s, m, pruned_count(sparsity, m.numel())) for s, m in zip(scores, self.masks)]
+        elif scope in PER_LAYER:
+            counts = zeros_per_layer([m.shape for m in self.masks], sparsity, scope)
+            new = [select_topk(s, m, k) for s, m, k in zip(scores, self.masks, counts)]
         else:
-            raise ValueError(f"unknown scope '{scope}': use global or layerwise")
+            raise ValueError(f"unknown scope '{scope}': use global, layerwise, uniform, er or erk")
         for dst, src in zip(self.masks, new):
             dst.copy_(src)
         self.apply()
@@ -340,10 +380,10 @@ def check_integrity(masks: MaskSet, sparsity: float, scope: str) -> None:
         leaked = int(((layer.weight != 0) & (layer.mask == 0)).sum().item())
         if leaked:
             raise AssertionError(f"{leaked} masked weights of {layer.name} are not zero")
-    if scope == "layerwise":
-        for layer in masks.layers:
+    if scope in PER_LAYER:
+        wants = zeros_per_layer([m.shape for m in masks.masks], sparsity, scope)
+        for layer, want in zip(masks.layers, wants):
             zeros = int((layer.mask == 0).sum().item())
-            want = pruned_count(sparsity, layer.mask.numel())
             if zeros != want:
                 raise AssertionError(f"{layer.name}: {zeros} pruned weights, the rule says {want}")
     else:

@@ -1,14 +1,20 @@
 """Pruning methods as plug-ins to the one training loop.
 
 A method decides *when* to score and *how much* to prune; the loop (``repro.engine``)
-calls its hooks and knows nothing about particular methods. A new method is one class
-registered with :func:`register` plus one YAML file in ``conf/pruner/``.
+calls its hooks and knows nothing about particular methods. A new method is one module in
+``repro/pruning/`` (imported by the package, so registering is all it takes) holding its
+class, registered with :func:`register`, and its config schema (``Config``, a dataclass
+extending :class:`repro.config_base.PrunerConfig`, with ``ranges`` for its numeric knobs),
+plus one YAML file in ``conf/pruner/``. By registering it gets checkpointing, tracking,
+cost accounting and the contract tests (tests/test_contract.py).
 
 Hook order in one run::
 
     before_training(ctx)                       # prune-at-init methods score here
     repeat per cycle:
-        for each optimizer step: after_step(ctx, step) -> mask changed?
+        for each optimizer step:
+            before_optimizer_step(ctx, step)   # gradients are dense here (RigL reads them)
+            after_step(ctx, step) -> mask changed?
         for each epoch:          after_epoch(ctx, epoch)
         after_cycle(ctx, cycle) -> another cycle?   # LTH: prune, rewind, go again
 """
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -47,7 +53,14 @@ class Context:
     dataset: str = ""
     #: restores the optimizer and LR schedule to a fresh state at a given step (LTH)
     reset_optimizer: Callable[[int], None] | None = None
-    extra: dict = field(default_factory=dict)
+    #: the weight initialisation scheme of the run (trainer.init): a fresh draw uses the same
+    init: str = "kaiming_normal"
+    #: classes of the dataset (GraSP's balanced sample holds samples_per_class of each)
+    num_classes: int = 10
+    #: logs metrics of a mask update at an optimizer step over all cycles (SET/RigL: weights regrown)
+    log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
+    #: optimizer steps run in earlier cycles (so a method can log at a step over all cycles)
+    steps_before_cycle: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -55,18 +68,37 @@ class Context:
 
 
 class Method:
-    """The dense baseline and the base of every method: all hooks do nothing."""
+    """The base of every method: all hooks do nothing.
 
-    name: ClassVar[str] = "dense"
-    #: whether the loop must keep masked weights at zero (dense: no masks to keep)
-    uses_masks: ClassVar[bool] = False
+    The ``uses_*`` facts decide what enters a run's identity. They default to True, so a new
+    method that forgets one only splits identities (a value it ignores makes another run),
+    never merges them (a sparsity sweep collapsing into skips); a method opts out of what it
+    does not read.
+    """
+
+    #: registry key and ``pruner=NAME``; required, unique
+    name: ClassVar[str] = ""
+    #: its config schema (a dataclass extending PrunerConfig), registered as /schema/pruner/NAME;
+    #: None: a method whose schema lives in repro.config (the older ones)
+    Config: ClassVar[type | None] = None
+    #: ranges of its own numeric knobs, "pruner.KEY" -> repro.config_base.Range
+    ranges: ClassVar[dict[str, Any]] = {}
+    #: whether the loop must keep masked weights at zero
+    uses_masks: ClassVar[bool] = True
     #: whether the final sparsity depends on cfg.sparsity (identity drops it otherwise)
-    uses_sparsity: ClassVar[bool] = False
+    uses_sparsity: ClassVar[bool] = True
     #: whether the run depends on the `schedule` group
-    uses_schedule: ClassVar[bool] = False
+    uses_schedule: ClassVar[bool] = True
+    #: masks only lose ones (the loop checks that no weight revives); False for SET/RigL
+    monotone: ClassVar[bool] = True
 
-    #: samples passed through the dense network (forward + backward) to score, for cost accounting
+    #: samples passed through the dense network (forward + backward) to score, for cost
+    #: accounting; the loop keeps it in checkpoints, so a resumed run keeps its cost
     scoring_samples: float = 0.0
+    #: global optimizer steps whose backward pass computed dense weight gradients (RigL's
+    #: updates), costed as such (repro.cost); the loop keeps it in checkpoints. A tuple:
+    #: a method records a step by assigning a longer one
+    dense_gradient_steps: tuple[int, ...] = ()
 
     def __init__(self, pruner: Any, sparsity: float, schedule: Any) -> None:
         self.cfg = pruner
@@ -74,8 +106,17 @@ class Method:
         self.schedule = schedule
         self.scope = getattr(pruner, "scope", "global")
 
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        """Cross-field checks of the whole run config for this method; raise repro.config_base.ConfigError
+        with a one-line message naming the fix. Runs before anything is written."""
+
     def before_training(self, ctx: Context) -> None:
         """Called once before the first step of a fresh run (not on resume)."""
+
+    def before_optimizer_step(self, ctx: Context, step: int) -> None:
+        """Called between backward and optimizer step ``step`` (1-based): ``p.grad`` holds the
+        dense gradients (masked positions included; the optimizer has not consumed them)."""
 
     def after_step(self, ctx: Context, step: int) -> bool:
         """Called after optimizer step ``step`` (1-based); return True if the mask changed."""
@@ -120,11 +161,24 @@ REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    REGISTRY[cls.name] = cls
+    """Add ``cls`` to the registry under its ``name``; a missing or taken name is refused."""
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} has no name of its own: set name = '...' on the class")
+    if name in REGISTRY and REGISTRY[name] is not cls:
+        raise TypeError(f"pruner name '{name}' is taken by {REGISTRY[name].__qualname__}")
+    REGISTRY[name] = cls
     return cls
 
 
-register(Method)
+@register
+class Dense(Method):
+    """No pruning: the dense baseline. Reads neither sparsity nor the schedule."""
+
+    name = "dense"
+    uses_masks = False
+    uses_sparsity = False
+    uses_schedule = False
 
 
 def build(pruner: Any, sparsity: float, schedule: Any) -> Method:

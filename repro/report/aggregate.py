@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from repro import records
+from repro.data import SPECS
 from repro.report.reading import BASE_KEYS, GROUP_BY, GROUP_COLUMN, GROUP_KEYS, RECIPE_PARAMS
 from repro.report.stats import NAN, difference, t_interval
 
-#: classes per dataset, for the chance level
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+#: classes per dataset, for the chance level (from the dataset registry: a new dataset brings its own)
+NUM_CLASSES = {name: spec.num_classes for name, spec in SPECS.items()}
 #: how many characters of a group tag the table shows (enough to tell groups apart by eye)
 GROUP_SHORT = 8
 #: methods whose point is to prune gradually, during training (a mask updated many times)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +284,7 @@ def write(analysis: Analysis, out: Path, plots: bool = True) -> list[Path]:
         return []
     out.mkdir(parents=True, exist_ok=True)
     ranking = out / RANKING_CSV
-    analysis.ranking.round(4).to_csv(ranking, index=False)
+    ranking_for_csv(analysis.ranking).to_csv(ranking, index=False)
     pngs = _plot(analysis, out) if plots else []
     md = out / SECTION_MD
     md.write_text(markdown(analysis, pngs))
@@ -331,6 +332,11 @@ def markdown(analysis: Analysis, pngs: Sequence[Path] = ()) -> str:
     return "\n".join(parts) + "\n"
 
 
+def ranking_for_csv(ranking: pd.DataFrame) -> pd.DataFrame:
+    """4 decimals for pp and ratios, but 3 significant digits for p (a fixed round writes 3e-08 as 0.0)."""
+    return ranking.round(4).assign(anova_p=ranking["anova_p"].map(lambda p: float(f"{p:.3g}")))
+
+
 def _plot(analysis: Analysis, out: Path) -> list[Path]:
     """Final accuracy against each setting's values: one panel per sparsity, mean and 95% interval."""
     import matplotlib.pyplot as plt
@@ -347,7 +353,8 @@ def _plot(analysis: Analysis, out: Path) -> list[Path]:
             if s.empty:
                 continue
             targets = sorted(s["target"].unique())
-            fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), squeeze=False)
+            panel_width = max(4.2, 0.8 * s.groupby("target").size().max() + 1.5)  # room for each value's label
+            fig, axes = plt.subplots(1, len(targets), figsize=(panel_width * len(targets), 3.8), squeeze=False)
             for ax, target in zip(axes[0], targets, strict=True):
                 t = s[s["target"] == target]
                 x = np.arange(len(t))
@@ -360,7 +367,8 @@ def _plot(analysis: Analysis, out: Path) -> list[Path]:
                     ax.scatter([xi] * len(accs), accs, s=8, color="grey", alpha=0.6, zorder=1)
                 if len(dense):
                     ax.axhline(dense["mean"].iloc[0], color="black", ls="--", lw=1, label="dense")
-                ax.set_xticks(x, [v.replace(" (", "\n(") for v in t["value"]], fontsize=7)
+                # long value names ("ends between the decays (0.25, 0.75)") wrapped so neighbours don't overlap
+                ax.set_xticks(x, [textwrap.fill(v, 12) for v in t["value"]], fontsize=7)
                 ax.set_title(f"{100 * target:g}% sparsity", fontsize=9)
                 ax.set_ylabel("final test accuracy (%)")
                 ax.grid(axis="y", alpha=0.3)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from repro.data import STATS, Batches, Normalizer, Split
+from repro.data import SPECS, Batches, Normalizer, Split
 
 from .specs import TARGETS, Settings
 from .timing import interleave, paired, summary
@@ -49,7 +49,7 @@ def bench_loader(split: Split, settings: Settings) -> dict[str, Any]:
         state["epoch"] += 1
         return count
 
-    mean, std = STATS["cifar10"]
+    mean, std = SPECS["cifar10"].mean, SPECS["cifar10"].std
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
     pil = _PILImages([to_pil_image(img) for img in images], labels.tolist(), transform)
     loaders = {w: torch.utils.data.DataLoader(pil, batch_size=batch, shuffle=True, num_workers=w, persistent_workers=w > 0,

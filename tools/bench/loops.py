@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from repro.config import OptimConfig
-from repro.data import STATS, Dataset, Split
+from repro.data import SPECS, Dataset, Split
 from repro.engine import Engine, LoopConfig
 from repro.pruning.masks import MaskSet, pruned_count
 from repro.pruning.methods import Method
@@ -59,7 +59,7 @@ class BareLoop:
         self.images, self.labels = split.images.to(device), split.labels.to(device)
         self.batch = batch
         self.device = device
-        mean, std = STATS[dataset]
+        mean, std = SPECS[dataset].mean, SPECS[dataset].std
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
         self.opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=5e-4)

@@ -17,7 +17,7 @@ from repro import models, runtime
 from repro.config import PrunerConfig, ScheduleConfig
 from repro.data import Dataset, Split
 from repro.engine import initialize
-from repro.pruning.methods import GradualMagnitude, Method
+from repro.pruning.methods import Dense, GradualMagnitude, Method
 
 from .loops import BareLoop, PruneHooksPMP, SuiteLoop, TorchSGDEngine
 from .specs import CIFAR10_TRAIN_IMAGES, TARGETS, Settings, TrainSpec, Variant
@@ -44,7 +44,7 @@ def _setup(spec: TrainSpec, dataset: Dataset, s: Settings) -> tuple[Dataset, int
     schedule = ScheduleConfig(name="linear", initial_sparsity=0.0, start=0.0, end=1.0,
                               update_frequency=s.update_frequency, update_unit="iterations")
     pmp = GradualMagnitude(PrunerConfig(name="pmp", scope="global"), s.final_sparsity, schedule)
-    dense = Method(PrunerConfig(name="dense"), 0.0, schedule)
+    dense = Dense(PrunerConfig(name="dense"), 0.0, schedule)
     return data, s.warmup + s.repeats, base, pmp, dense
 
 
