@@ -3,7 +3,7 @@ written against each of them fail.
 
 A test suite can pass for the wrong reason: a fixture without BatchNorm2d cannot tell train
 mode from eval mode, a check that recomputes its expected value with the function under test
-agrees with any bug. Each mutant below is a plausible mistake (a wrong mode, a stale score, a
+agrees with any bug. Each mutant (tools/mutant_catalogue.py) is a plausible mistake (a wrong mode, a stale score, a
 dropped argument) together with the tests meant to catch it. For every mutant this script
 
 1. copies ``repro/``, ``tests/``, ``conf/``, ``pyproject.toml`` (and ``hydra_plugins/``, if any)
@@ -36,8 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+<<<<<<< HEAD
 # run as a script, this file's folder is first on sys.path: ``mutants`` is the package beside it (the catalogue)
 from mutants import MUTANTS, Mutant
+=======
+# tools/ is sys.path[0] when this file runs as a script
+from mutant_catalogue import MUTANTS, Mutant
+>>>>>>> main
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what a copy holds: the package, its tests, the Hydra configs, the project metadata, and Hydra's
@@ -47,8 +52,11 @@ OPTIONAL = ("hydra_plugins",)
 #: seconds a single pytest run may take before the mutant counts as killed by a timeout
 TIMEOUT = 900
 
+<<<<<<< HEAD
 
 
+=======
+>>>>>>> main
 # ----------------------------------------------------------------------------- the machinery
 
 
