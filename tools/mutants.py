@@ -20,9 +20,6 @@ baseline failed, or a run errored (pytest usage errors, nothing collected) rathe
     .venv/bin/python tools/mutants.py              # all mutants
     .venv/bin/python tools/mutants.py --list       # names, files and killing tests
     .venv/bin/python tools/mutants.py synflow lth  # only mutants whose name contains a word
-
-The mutants themselves are the catalogue in the package ``tools/mutants/`` (one module per part
-of the code they break); this file is the machinery that applies them.
 """
 
 from __future__ import annotations
@@ -36,13 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-<<<<<<< HEAD
-# run as a script, this file's folder is first on sys.path: ``mutants`` is the package beside it (the catalogue)
-from mutants import MUTANTS, Mutant
-=======
 # tools/ is sys.path[0] when this file runs as a script
 from mutant_catalogue import MUTANTS, Mutant
->>>>>>> main
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what a copy holds: the package, its tests, the Hydra configs, the project metadata, and Hydra's
@@ -52,11 +44,6 @@ OPTIONAL = ("hydra_plugins",)
 #: seconds a single pytest run may take before the mutant counts as killed by a timeout
 TIMEOUT = 900
 
-<<<<<<< HEAD
-
-
-=======
->>>>>>> main
 # ----------------------------------------------------------------------------- the machinery
 
 
