@@ -77,6 +77,12 @@ FINAL_TEST_ACC = "final_test_acc"
 FINAL_TEST_LOSS = "final_test_loss"
 BEST_TEST_ACC = "best_test_acc"
 BEST_EPOCH = "best_epoch"
+#: 1.0: best_test_acc is the test accuracy at the best *validation* epoch; 0.0: the run had no
+#: validation split and the epoch was chosen on the test set itself (test-selected, optimistic)
+BEST_ON_VAL = "best_on_val"
+#: the highest test accuracy over the evaluated epochs on the final mask of the last cycle: the
+#: "max over kept checkpoints" some papers report (SNIP: 1 - max test accuracy); test-selected
+MAX_TEST_ACC = "max_test_acc"
 FINAL_SPARSITY = "final_sparsity"
 FINAL_SPARSITY_ALL = "final_sparsity_all"
 #: zeros over every conv/linear weight, pruned or not (LTH's denominator)

@@ -3,7 +3,7 @@ written against each of them fail.
 
 A test suite can pass for the wrong reason: a fixture without BatchNorm2d cannot tell train
 mode from eval mode, a check that recomputes its expected value with the function under test
-agrees with any bug. Each mutant below is a plausible mistake (a wrong mode, a stale score, a
+agrees with any bug. Each mutant (tools/mutant_catalogue.py) is a plausible mistake (a wrong mode, a stale score, a
 dropped argument) together with the tests meant to catch it. For every mutant this script
 
 1. copies ``repro/``, ``tests/``, ``conf/``, ``pyproject.toml`` (and ``hydra_plugins/``, if any)
@@ -31,10 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from mutants_regrow import REGROW_MUTANTS  # tools/ is the script's folder
+# tools/ is sys.path[0] when this file runs as a script
+from mutant_catalogue import MUTANTS, Mutant
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what a copy holds: the package, its tests, the Hydra configs, the project metadata, and Hydra's
@@ -43,192 +43,6 @@ COPIED = ("repro", "tests", "conf", "pyproject.toml")
 OPTIONAL = ("hydra_plugins",)
 #: seconds a single pytest run may take before the mutant counts as killed by a timeout
 TIMEOUT = 900
-
-SCORING = "tests/test_scoring_mutants.py"
-BEHAVIOURS = "tests/test_untested_behaviours.py"
-LATENCY = "tests/test_export_latency.py"
-REPORT_LATENCY = "tests/test_report_latency.py"
-
-
-@dataclass(frozen=True)
-class Mutant:
-    """One plausible bug: replace ``old`` (exactly one occurrence in ``file``) by ``new``."""
-
-    name: str
-    file: str
-    old: str
-    new: str
-    #: pytest node ids or files that must fail with the mutant applied
-    tests: tuple[str, ...]
-    why: str = ""
-
-
-MUTANTS: tuple[Mutant, ...] = (
-    # ------------------------------------------------------------------ the five named in issue 24
-    Mutant(
-        "grasp-eval-mode", "repro/pruning/scores.py",
-        "    clone.train()\n    stream = iter(batches)",
-        "    clone.eval()\n    stream = iter(batches)",
-        (f"{SCORING}::test_grasp_scores_a_batchnorm2d_network_in_train_mode_with_batch_statistics",),
-        "GraSP scores with BatchNorm on running statistics instead of batch statistics",
-    ),
-    Mutant(
-        "synflow-abs-weights-only", "repro/pruning/scores.py",
-        "        for t in clone.state_dict().values():",
-        "        for t in [clone.get_submodule(n).weight for n in masks.names]:",
-        (f"{SCORING}::test_synflow_linearises_every_parameter_and_buffer_not_only_the_prunable_weights",),
-        "SynFlow linearises the prunable weights but leaves biases, BN affine and running stats signed",
-    ),
-    Mutant(
-        "synflow-scores-once", "repro/pruning/at_init.py",
-        "        scores = scoring.synflow(model, masks, input_shape, dtype=dtype)",
-        "        scores = scoring.synflow(model, masks, input_shape, dtype=dtype) if k == 1 else scores",
-        (f"{SCORING}::test_synflow_rescores_the_masked_network_every_round",),
-        "iterative SynFlow ranks every round by the round-1 scores",
-    ),
-    Mutant(
-        "lth-prunes-rewound-weights", "repro/pruning/iterative.py",
-        "        magnitudes = scoring.magnitude(ctx.masks.weights)\n        if self.layer_rates:",
-        "        magnitudes = scoring.magnitude([self.rewind_state[f\"{n}.weight\"] for n in ctx.masks.names])\n"
-        "        if self.layer_rates:",
-        (f"{SCORING}::test_lth_prunes_by_the_trained_weights_then_rewinds_them",),
-        "LTH ranks by the magnitudes of the weights it rewinds to, not of the trained ones",
-    ),
-    Mutant(
-        "synflow-train-mode", "repro/pruning/scores.py",
-        "    clone.to(dtype)\n    clone.eval()",
-        "    clone.to(dtype)\n    clone.train()",
-        (f"{SCORING}::test_synflow_scores_a_batchnorm2d_only_network_in_eval_mode_with_running_statistics",),
-        "SynFlow normalises BatchNorm2d by the statistics of its one all-ones input",
-    ),
-    # ------------------------------------------------------------------ PMP's schedule and selection
-    Mutant(
-        "pmp-ignores-update-unit", "repro/pruning/methods.py",
-        '        every = sch.update_frequency * (steps_per_epoch if sch.update_unit == "epochs" else 1)',
-        "        every = sch.update_frequency",
-        (f"{BEHAVIOURS}::test_update_unit_epochs_moves_the_sparsity_only_at_epoch_boundaries",
-         f"{BEHAVIOURS}::test_plan_lists_the_update_steps"),
-        "schedule.update_unit=epochs is read as iterations",
-    ),
-    Mutant(
-        "pmp-plan-drops-the-end", "repro/pruning/methods.py",
-        "        steps = list(range(self.start_step, self.end_step, every)) + [self.end_step]",
-        "        steps = list(range(self.start_step, self.end_step, every))",
-        (f"{BEHAVIOURS}::test_plan_lists_the_update_steps",),
-        "the last update, the one that lands on the final sparsity, is not planned",
-    ),
-    Mutant(
-        "pmp-layerwise-selection", "repro/pruning/methods.py",
-        "        ctx.masks.prune_to(scoring.magnitude(ctx.masks.weights), target, scope=self.scope)",
-        '        ctx.masks.prune_to(scoring.magnitude(ctx.masks.weights), target, scope="layerwise")',
-        (f"{BEHAVIOURS}::test_update_unit_epochs_moves_the_sparsity_only_at_epoch_boundaries",),
-        "PMP ranks magnitudes per layer although scope=global (same counts on LeNet-300-100)",
-    ),
-    Mutant(
-        "masked-sgd-moves-pruned-weights", "repro/optim.py",
-        "                p.addcmul_(mask, d, value=-lr)",
-        "                p.add_(d, alpha=-lr)",
-        (f"{BEHAVIOURS}::test_update_unit_epochs_moves_the_sparsity_only_at_epoch_boundaries",),
-        "the CPU SGD step forgets the mask: pruned weights move off zero after the optimizer step",
-    ),
-    Mutant(
-        "global-ties-earliest-lose", "repro/pruning/masks.py",
-        "                kept[ties[ties.numel() - surplus:]] = 0.0",
-        "                kept[ties[:surplus]] = 0.0",
-        ("tests/test_masks.py::test_ties_are_broken_by_position_in_both_scopes",),
-        "global selection drops the earliest ties at the threshold instead of the latest",
-    ),
-    # ------------------------------------------------------------------ the loop, selection and the run's end
-    Mutant(
-        "best-epoch-by-test-accuracy", "repro/engine/evaluation.py",
-        "        key = VAL_ACC if VAL_ACC in final[0] else TEST_ACC",
-        "        key = TEST_ACC",
-        (f"{BEHAVIOURS}::test_best_epoch_follows_the_validation_accuracy_when_there_is_a_validation_split",
-         f"{BEHAVIOURS}::test_headline_picks_the_best_validation_epoch_among_final_mask_epochs_only"),
-        "the best epoch is chosen on the test set even with a validation split",
-    ),
-    Mutant(
-        "eval-every-off-by-one", "repro/engine/loop.py",
-        "        if last or (epoch + 1) % self.cfg.eval_every == 0:",
-        "        if last or epoch % self.cfg.eval_every == 0:",
-        (f"{BEHAVIOURS}::test_eval_every_evaluates_every_nth_epoch_and_always_the_last",),
-        "trainer.eval_every counts epochs from 0: epochs 1, 3, 5 instead of 2, 4, 5",
-    ),
-    Mutant(
-        "ctrl-c-leaves-the-run-running", "repro/train.py",
-        "    except KeyboardInterrupt as exc:",
-        "    except Terminated as exc:",
-        (f"{BEHAVIOURS}::test_ctrl_c_ends_the_run_killed_and_keeps_what_was_logged",),
-        "only SIGTERM ends the run KILLED; Ctrl-C leaves it RUNNING forever",
-    ),
-    Mutant(
-        "cifar-augmentation-never-on", "repro/engine/loop.py",
-        "        augment = cfg.augment and dataset.spec.augment",
-        '        augment = cfg.augment and dataset.name == "cifar-10"',
-        (f"{BEHAVIOURS}::test_cifar_augmentation_reaches_the_training_loop",),
-        "a misspelt dataset name: CIFAR trains on unaugmented images",
-    ),
-    Mutant(
-        "augment-flag-not-passed", "repro/train.py",
-        "        cfg.trainer, seed=cfg.seed, augment=d.augment, precision=spec.precision,",
-        "        cfg.trainer, seed=cfg.seed, precision=spec.precision,",
-        (f"{BEHAVIOURS}::test_cifar_augmentation_reaches_the_training_loop",),
-        "data.augment=false is ignored: the loop's default (on) wins",
-    ),
-    Mutant(
-        "mask-from-run-id-not-resolved", "repro/train.py",
-        '    return OmegaConf.merge(cfg.pruner, {"source": str(path)})',
-        "    return cfg.pruner",
-        (f"{BEHAVIOURS}::test_mask_from_a_run_id_retrains_exactly_that_runs_final_mask",),
-        "pruner.source=<run id> downloads the artifact but hands the method the run id",
-    ),
-    # ------------------------------------------------------------------ issue 16: tools/mutants_regrow.py
-    *(Mutant(*fields) for fields in REGROW_MUTANTS),
-    # ------------------------------------------------------------------ issue 18: per-run latency, deploy plot
-    Mutant(
-        "latency-times-every-run-again", "repro/export/profile_latency.py",
-        "        elif _get(row, f\"metrics.{rec.LATENCY_DONE}\") is not None and not force:",
-        "        elif _get(row, f\"metrics.{rec.LATENCY_DONE}\") is not None and force:",
-        (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
-        "the skip rule inverted: a rerun of make reproduce-table times and logs every run again, --force skips them",
-    ),
-    Mutant(
-        "latency-nested-lth-runs-timed", "repro/export/profile_latency.py",
-        "        if _get(row, f\"tags.{rec.PARENT_RUN_TAG}\"):",
-        "        if False:",
-        (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
-        "an LTH target run is timed on whatever weights its artifact holds, not as a run of its own",
-    ),
-    Mutant(
-        "latency-overwrites-logged-sizes", "repro/export/profile_latency.py",
-        "                    extra = {} if _get(row, f\"metrics.{rec.SIZE_SPARSE_BYTES}\") is not None else sizes",
-        "                    extra = sizes",
-        (f"{LATENCY}::test_profile_latency_logs_each_finished_run_once_and_skips_it_next_time",),
-        "the timing step logs the export's sizes over the sizes the run logged when it trained",
-    ),
-    Mutant(
-        "latency-unknown-profile-passes", "repro/export/profile_latency.py",
-        "    if runs.empty:\n        print(f\"error: no FINISHED runs",
-        "    if runs is None:\n        print(f\"error: no FINISHED runs",
-        (f"{LATENCY}::test_profile_latency_bad_input_is_one_error_line_and_logs_nothing",),
-        "a misspelt --profile times nothing and exits 0: make reproduce-table goes on as if the runs were timed",
-    ),
-    Mutant(
-        "latency-cell-dense-sparse-swapped", "repro/report/render.py",
-        '    "b1 ms dense / sparse": ((records.LATENCY_DENSE_B1_MS, records.LATENCY_SPARSE_B1_MS), 3),',
-        '    "b1 ms dense / sparse": ((records.LATENCY_SPARSE_B1_MS, records.LATENCY_DENSE_B1_MS), 3),',
-        (f"{REPORT_LATENCY}::test_latency_columns_per_group_by_hand_and_blank_where_untimed",),
-        "the batch-1 cell reads sparse / dense under a dense / sparse header",
-    ),
-    Mutant(
-        "deploy-plot-without-dense", "repro/report/plot_deploy.py",
-        '        for col, style, face in ((sparse_col, "-", colors[method]), (dense_col, "--", "none")):',
-        '        for col, style, face in ((sparse_col, "-", colors[method]),):',
-        (f"{REPORT_LATENCY}::test_deploy_plot_one_figure_per_setting_dense_beside_csr_one_line_each_per_method",),
-        "the deploy plot draws the CSR lines only: nothing to set them beside",
-    ),
-)
-
 
 # ----------------------------------------------------------------------------- the machinery
 
