@@ -139,7 +139,7 @@ def resolve_runtime(cfg: DictConfig) -> RunSpec:
 
 def run_name(cfg: DictConfig, method_cls: type) -> str:
     parts = [cfg.pruner.name, cfg.model.name, cfg.data.name]
-    if _has_targets(cfg):
+    if method_cls.reports_chain(cfg.pruner):
         parts.append("chain")
     elif method_cls.uses_sparsity:
         parts.append(f"s{cfg.sparsity:g}")
@@ -179,7 +179,7 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
 
     def log_target(metrics: dict, cycle: int, target: float) -> None:
         """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
-        check_integrity(masks, target, method.scope)
+        check_integrity(masks, target, method.integrity_scope())
         tags = {k: v for k, v in base_tags.items() if k != rec.KIND_TAG}
         tracker.log_child(f"{spec.identity}:{target:g}", f"{run_name(cfg, spec.method_cls)}-t{target:g}",
                           {**tags, rec.CYCLE_TAG: str(cycle)}, {**flat_params, rec.SPARSITY_PARAM: str(target)}, metrics,
@@ -191,12 +191,13 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
         tracker.log_metrics(metrics, step, series=rec.REGROWN)
 
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
-                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None, on_update=log_update)
+                    on_cycle=log_target if spec.method_cls.reports_chain(cfg.pruner) else lambda *a: None,
+                    on_update=log_update)
     final = engine.run()
 
     target = method.final_target()
     if target is not None:
-        check_integrity(masks, target, method.scope if not getattr(method, "layer_rates", None) else "global")
+        check_integrity(masks, target, method.integrity_scope())
     tracker.log_metrics(final)
     tracker.log_text(density_csv(masks), rec.LAYER_DENSITY_ARTIFACT)
     tracker.set_tags({rec.LAYER_COLLAPSE_TAG: ",".join(masks.collapsed_layers()) or "none"})
@@ -211,10 +212,6 @@ def density_csv(masks: MaskSet) -> str:
     """The per-layer density table as CSV (an artifact of every run)."""
     return ",".join(rec.LAYER_DENSITY_COLUMNS) + "\n" + "".join(
         f"{r['layer']},{r['shape']},{r['weights']},{r['kept']},{r['density']:.6f}\n" for r in masks.density_table())
-
-
-def _has_targets(cfg: DictConfig) -> bool:
-    return bool(getattr(cfg.pruner, "targets", None))
 
 
 def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
@@ -238,7 +235,8 @@ def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
 def identities(cfg: DictConfig, spec: RunSpec) -> tuple[str, str, str | None]:
     """(run identity, group identity, identity under the old whole-config rule or None)."""
     method_cls = spec.method_cls
-    uses = Uses(sparsity=method_cls.uses_sparsity and not _has_targets(cfg), schedule=method_cls.uses_schedule,
+    uses = Uses(sparsity=method_cls.uses_sparsity and not method_cls.reports_chain(cfg.pruner),
+                schedule=method_cls.uses_schedule,
                 masks=method_cls.uses_masks)
     resolved = Resolved(device=spec.device.type, precision=spec.precision, data_source=spec.data_source)
     legacy = legacy_identity(cfg, uses, resolved)
@@ -310,7 +308,7 @@ def _run_owned(cfg: DictConfig, spec: RunSpec, tracker: Any, identity: str, grou
         rec.HYDRA_OVERRIDES_TAG: _hydra_overrides(),
         rec.GROUP_TAG: group,
     }
-    if _has_targets(cfg):
+    if spec.method_cls.reports_chain(cfg.pruner):
         tags[rec.KIND_TAG] = rec.KIND_CHAIN  # the report reads the nested per-target runs, not the chain
     spec = dataclasses.replace(spec, identity=identity, group=group, checkpoint=checkpoint, tags=tags)
     tracker.start(identity, run_name(cfg, spec.method_cls), tags, resume_run_id=resume)
