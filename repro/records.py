@@ -98,6 +98,12 @@ FINAL_TEST_ACC = "final/test_acc"
 FINAL_TEST_LOSS = "final/test_loss"
 BEST_TEST_ACC = "final/best_test_acc"
 BEST_EPOCH = "final/best_epoch"
+#: 1.0: best_test_acc is the test accuracy at the best *validation* epoch; 0.0: the run had no
+#: validation split and the epoch was chosen on the test set itself (test-selected, optimistic)
+BEST_ON_VAL = "final/best_on_val"
+#: the highest test accuracy over the evaluated epochs on the final mask of the last cycle: the
+#: "max over kept checkpoints" some papers report (SNIP: 1 - max test accuracy); test-selected
+MAX_TEST_ACC = "final/max_test_acc"
 FINAL_SPARSITY = "final/sparsity"
 FINAL_SPARSITY_ALL = "final/sparsity_all"
 #: zeros over every conv/linear weight, pruned or not (LTH's denominator)
@@ -221,6 +227,8 @@ LEGACY_METRICS: dict[str, tuple[str, float]] = {
     "final_test_loss": (FINAL_TEST_LOSS, 1.0),
     "best_test_acc": (BEST_TEST_ACC, 100.0),
     "best_epoch": (BEST_EPOCH, 1.0),
+    "best_on_val": (BEST_ON_VAL, 1.0),
+    "max_test_acc": (MAX_TEST_ACC, 100.0),
     "final_sparsity": (FINAL_SPARSITY, 1.0),
     "final_sparsity_all": (FINAL_SPARSITY_ALL, 1.0),
     "final_sparsity_weights": (FINAL_SPARSITY_WEIGHTS, 1.0),

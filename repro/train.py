@@ -153,7 +153,7 @@ def run_name(cfg: DictConfig, method_cls: type, target: float | None = None) -> 
     parts = [cfg.pruner.name]
     if target is not None:
         parts.append(f"t{target:g}")
-    elif _has_targets(cfg):
+    elif method_cls.reports_chain(cfg.pruner):
         parts.append("chain")
     elif method_cls.uses_sparsity:
         parts.append(f"s{cfg.sparsity:g}")
@@ -194,7 +194,7 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
 
     def log_target(metrics: dict, cycle: int, target: float) -> None:
         """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
-        check_integrity(masks, target, method.scope)
+        check_integrity(masks, target, method.integrity_scope())
         tags = {k: v for k, v in base_tags.items() if k != rec.KIND_TAG}
         tracker.log_child(f"{spec.identity}:{target:g}", run_name(cfg, spec.method_cls, target),
                           {**tags, rec.CYCLE_TAG: str(cycle)}, {**flat_params, rec.SPARSITY_PARAM: str(target)}, metrics,
@@ -202,13 +202,13 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
 
     base_tags = spec.tags
     engine = Engine(model, dataset, method, masks, cfg.optim, loop, device, on_epoch=tracker.log_metrics,
-                    on_cycle=log_target if _has_targets(cfg) else lambda *a: None, on_update=tracker.log_metrics,
-                    on_mask=tracker.log_metrics)
+                    on_cycle=log_target if spec.method_cls.reports_chain(cfg.pruner) else lambda *a: None,
+                    on_update=tracker.log_metrics, on_mask=tracker.log_metrics)
     final = engine.run()
 
     target = method.final_target()
     if target is not None:
-        check_integrity(masks, target, method.scope if not getattr(method, "layer_rates", None) else "global")
+        check_integrity(masks, target, method.integrity_scope())
     # at the last step, so a metric that is also a series (mask/updates) ends where its series does
     tracker.log_metrics(final, step=engine.state.total_steps_run)
     tracker.log_text(density_csv(masks), rec.LAYER_DENSITY_ARTIFACT)
@@ -226,10 +226,6 @@ def density_csv(masks: MaskSet) -> str:
     """The per-layer density table as CSV (an artifact of every run)."""
     return ",".join(rec.LAYER_DENSITY_COLUMNS) + "\n" + "".join(
         f"{r['layer']},{r['shape']},{r['weights']},{r['kept']},{r['density']:.6f}\n" for r in masks.density_table())
-
-
-def _has_targets(cfg: DictConfig) -> bool:
-    return bool(getattr(cfg.pruner, "targets", None))
 
 
 def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
@@ -253,7 +249,8 @@ def _resolved_pruner(cfg: DictConfig, tracker: Any) -> Any:
 def identities(cfg: DictConfig, spec: RunSpec) -> tuple[str, str, str | None]:
     """(run identity, group identity, identity under the old whole-config rule or None)."""
     method_cls = spec.method_cls
-    uses = Uses(sparsity=method_cls.uses_sparsity and not _has_targets(cfg), schedule=method_cls.uses_schedule,
+    uses = Uses(sparsity=method_cls.uses_sparsity and not method_cls.reports_chain(cfg.pruner),
+                schedule=method_cls.uses_schedule,
                 masks=method_cls.uses_masks)
     resolved = Resolved(device=spec.device.type, precision=spec.precision, data_source=spec.data_source)
     legacy = legacy_identity(cfg, uses, resolved)
@@ -328,7 +325,7 @@ def _run_owned(cfg: DictConfig, spec: RunSpec, tracker: Any, identity: str, grou
         rec.HYDRA_OVERRIDES_TAG: _hydra_overrides(),
         rec.GROUP_TAG: group,
     }
-    if _has_targets(cfg):
+    if spec.method_cls.reports_chain(cfg.pruner):
         tags[rec.KIND_TAG] = rec.KIND_CHAIN  # the report reads the nested per-target runs, not the chain
     if sweep is not None:  # a job of a sweep: a child of the sweep's parent run (repro.sweep_run)
         tags[rec.PARENT_RUN_TAG] = sweep["run_id"]

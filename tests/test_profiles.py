@@ -167,19 +167,25 @@ def test_lth_chain_targets_are_exactly_3_and_7_rounds_of_lths_per_layer_rates():
 
 def test_lenets_profile_rows_follow_their_recipe_and_never_share_an_identity():
     cfgs = job_configs("lenets")
-    assert len(cfgs) == 11 * 3 and {c.seed for c in cfgs} == {0, 1, 2}
+    assert len(cfgs) == 13 * 3 and {c.seed for c in cfgs} == {0, 1, 2}  # 13 rows (2 cost-matched), 3 seeds
     assert len(distinct_runs(cfgs)) == len(cfgs)  # rows carry their sparsity: safe for a parallel launcher
     lth_recipe = make("experiment=lth_lenet300")
     for cfg in cfgs:
-        if cfg.optim.name == "adam":  # LTH's recipe: every key but the method's equals the preset's
-            for key in ("trainer", "data", "optim", "model"):
+        if cfg.optim.name == "adam":  # LTH's recipe: every key but the method's (and the epochs) equals the preset's
+            for key in ("data", "optim", "model"):
                 assert cfg[key] == lth_recipe[key], key
+            assert {k: v for k, v in cfg.trainer.items() if k != "epochs"} == \
+                {k: v for k, v in lth_recipe.trainer.items() if k != "epochs"}
         else:
             assert cfg.trainer.batch_size == 100 and cfg.data.val_size == 6000
-    cells = {(c.optim.name, c.pruner.name, c.sparsity) for c in cfgs}
-    assert cells == {("sgd", "dense", 0.0), ("sgd", "snip", 0.95), ("sgd", "snip", 0.98), ("sgd", "pmp", 0.95),
-                     ("sgd", "pmp", 0.98), ("sgd", "gmp", 0.95), ("sgd", "gmp", 0.98), ("adam", "dense", 0.0),
-                     ("adam", "lth", 0.0), ("adam", "pmp", 0.487186), ("adam", "pmp", 0.789279)}
+    cells = {(c.optim.name, c.pruner.name, c.sparsity, c.trainer.epochs) for c in cfgs}
+    # cost-matched PMP, by hand: LTH's chain trains a dense cycle then one cycle per round, 55 epochs each;
+    # 48.7% is reached after 3 rounds (4 cycles: 220 epochs), 78.9% after 7 (8 cycles: 440 epochs)
+    assert cells == {("sgd", "dense", 0.0, 50), ("sgd", "snip", 0.95, 50), ("sgd", "snip", 0.98, 50),
+                     ("sgd", "pmp", 0.95, 50), ("sgd", "pmp", 0.98, 50), ("sgd", "gmp", 0.95, 50),
+                     ("sgd", "gmp", 0.98, 50), ("adam", "dense", 0.0, 55), ("adam", "lth", 0.0, 55),
+                     ("adam", "pmp", 0.487186, 55), ("adam", "pmp", 0.789279, 55),
+                     ("adam", "pmp", 0.487186, 220), ("adam", "pmp", 0.789279, 440)}
 
 
 # ----------------------------------------------------------------------------- what each profile runs

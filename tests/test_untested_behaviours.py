@@ -112,6 +112,8 @@ def test_best_epoch_follows_the_validation_accuracy_when_there_is_a_validation_s
     assert fake.calls == {"test": 3, "val": 3 if val_size else 0}
     assert final[rec.BEST_EPOCH] == best_epoch
     assert final[rec.BEST_TEST_ACC] == best_test_acc
+    assert final[rec.BEST_ON_VAL] == (1.0 if val_size else 0.0)  # how the epoch was chosen, for the report
+    assert final[rec.MAX_TEST_ACC] == 90.0  # the highest test accuracy, whatever the selection
     assert final[rec.FINAL_TEST_ACC] == 60.0  # the last epoch, whatever the selection
 
 

@@ -11,12 +11,14 @@ import torch.nn.functional as F
 from repro.data import Normalizer, Split, eval_batches
 from repro.records import (
     BEST_EPOCH,
+    BEST_ON_VAL,
     BEST_TEST_ACC,
     CYCLE,
     EPOCH,
     FINAL_TEST_ACC,
     FINAL_TEST_LOSS,
     MASK_FINAL,
+    MAX_TEST_ACC,
     TEST_ACC,
     TEST_LOSS,
     VAL_ACC,
@@ -58,7 +60,10 @@ def headline(history: list[dict], cycle: int) -> dict[str, float]:
     The final numbers are those of the last evaluated epoch. best_test_acc counts only
     epochs evaluated on the final mask of that cycle (a PMP run's early, denser epochs do
     not count); with a validation split it is the test accuracy at the best validation
-    epoch among those, else the best test epoch (test-selected, as many papers report).
+    epoch among those, else the best test epoch (test-selected, as many papers report);
+    best_on_val says which, so that the report can flag a number chosen on the test set.
+    max_test_acc is the best test epoch among the same epochs whatever the run's splits: the
+    "max over kept checkpoints" that SNIP reports, test-selected by construction.
     """
     evaluated = [h for h in history if h.get(CYCLE) == cycle and TEST_ACC in h]
     final = [h for h in evaluated if h[MASK_FINAL] == 1.0]
@@ -68,4 +73,6 @@ def headline(history: list[dict], cycle: int) -> dict[str, float]:
         best = max(final, key=lambda h: h[key])
         out[BEST_TEST_ACC] = best[TEST_ACC]
         out[BEST_EPOCH] = float(best[EPOCH])
+        out[BEST_ON_VAL] = float(key == VAL_ACC)
+        out[MAX_TEST_ACC] = max(h[TEST_ACC] for h in final)
     return out

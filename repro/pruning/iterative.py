@@ -63,6 +63,14 @@ class LotteryTicket(Method):
     uses_schedule = False
 
     @classmethod
+    def reports_chain(cls, pruner: Any) -> bool:
+        return bool(getattr(pruner, "targets", None))
+
+    def integrity_scope(self) -> str:
+        # per-layer rates shorten rounds globally: the total, not each layer, lands on the target
+        return "global" if self.layer_rates else self.scope
+
+    @classmethod
     def check(cls, cfg: Any) -> None:
         if not (cfg.sparsity > 0.0 or bool(getattr(cfg.pruner, "targets", None))):
             raise ConfigError("pruner=lth needs a target: set sparsity > 0 or pruner.targets, e.g. sparsity=0.9")

@@ -111,6 +111,17 @@ class Method:
         """Cross-field checks of the whole run config for this method; raise repro.config_base.ConfigError
         with a one-line message naming the fix. Runs before anything is written."""
 
+    @classmethod
+    def reports_chain(cls, pruner: Any) -> bool:
+        """Whether this config makes one run serve several targets, each reported as its own nested
+        run at its ``cycle_target`` (LTH with ``pruner.targets``); its own run is then a chain: the
+        top-level ``sparsity`` leaves its identity and name."""
+        return False
+
+    def integrity_scope(self) -> str:
+        """The scope whose count rule the final mask obeys (checked at the end of the run)."""
+        return self.scope
+
     def before_training(self, ctx: Context) -> None:
         """Called once before the first step of a fresh run (not on resume)."""
 

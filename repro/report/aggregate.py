@@ -114,6 +114,14 @@ def recipe(g: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def selection(g: pd.DataFrame) -> str:
+    """How the group's best epochs were chosen (:data:`~repro.report.reading.SELECTED_ON_VAL` or
+    ``SELECTED_ON_TEST``); runs that disagree give both, joined by ``|``; "" without best epochs."""
+    if "best_selection" not in g:
+        return ""
+    return "|".join(sorted(set(g.loc[g["best_acc"].notna(), "best_selection"].dropna())))
+
+
 def _notes(row: dict[str, Any], g: pd.DataFrame, final_n: int, commits: list[str], dense_methods: Sequence[str],
            duplicates: pd.DataFrame | None) -> list[str]:
     """Why this group's numbers may not be what they seem."""
@@ -176,12 +184,15 @@ def summarize(runs: pd.DataFrame, confidence: float = 0.95, dense_methods: Seque
         row: dict[str, Any] = dict(zip(GROUP_BY, key))
         final = t_interval(g["final_acc"], confidence)
         best = t_interval(g["best_acc"], confidence)
+        top = t_interval(g["max_acc"] if "max_acc" in g else pd.Series(dtype=float), confidence)
         seeds = sorted(g["seed"], key=lambda s: (isinstance(s, str), s))
         commits = sorted(set(g["commit"]))
         row.update({
             "n": final.n, "seeds": " ".join(str(s) for s in seeds),
             "final_mean": final.mean, "final_std": final.std, "final_lo": final.lo, "final_hi": final.hi,
             "best_n": best.n, "best_mean": best.mean, "best_std": best.std, "best_lo": best.lo, "best_hi": best.hi,
+            "best_selection": selection(g),
+            "max_n": top.n, "max_mean": top.mean, "max_std": top.std, "max_lo": top.lo, "max_hi": top.hi,
             "sparsity_mean": g["final_sparsity"].mean() * 100.0, "sparsity_all_mean": g["final_sparsity_all"].mean() * 100.0,
             "sparsity_weights_mean": (g["final_sparsity_weights"].mean() * 100.0 if "final_sparsity_weights" in g
                                       else float("nan")),

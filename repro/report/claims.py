@@ -18,7 +18,7 @@ import pandas as pd
 
 from repro.report.aggregate import GROUP_SHORT, lookalikes
 from repro.report.decide import Decision, decide_equivalence, decide_interval
-from repro.report.reading import GROUP_COLUMN
+from repro.report.reading import GROUP_COLUMN, SELECTED_ON_TEST
 from repro.report.stats import NAN, NO_RUNS, Stats, combine
 from repro.tracking import PROJECT_ROOT
 
@@ -27,6 +27,9 @@ DEFAULT_REFERENCES = PROJECT_ROOT / "conf" / "references.csv"
 SPARSITY_MATCH = 0.005
 #: reference metrics that mean "best epoch": compared with our best-epoch accuracy
 BEST_METRICS = ("best_epoch", "best_checkpoint")
+#: the reference metric "max test accuracy over the kept checkpoints" (SNIP): compared with our
+#: ``max_test_acc`` where the runs have it (logged, or derived from their history), else best epoch
+MAX_METRIC = "best_checkpoint"
 REF_COLUMNS = ["id", "kind", "source", "citation", "method", "model", "our_model", "same_arch", "dataset", "sparsity",
                "sparsity_max", "sparsity_denominator", "accuracy", "metric", "epochs", "direction", "tolerance_pp",
                "verified", "verification_note", "like_for_like_note",
@@ -86,8 +89,12 @@ def like_for_like(ref: pd.Series, group: pd.Series, used: str) -> list[str]:
             notes.append(f"epochs: reference {ref['epochs']:g}, ours {group['epochs']:g}")
     else:
         notes.append(f"reference epochs undisclosed (ours {group['epochs']:g})")
-    if ref["metric"] in BEST_METRICS:
+    if used == "max":
+        notes.append("both max test accuracy over kept checkpoints (test-selected)")
+    elif ref["metric"] in BEST_METRICS:
         notes.append("both best epoch" if used == "best" else "reference best epoch vs our final epoch")
+        if used == "best" and SELECTED_ON_TEST in str(group.get("best_selection", "")):
+            notes.append("our best epoch chosen on the test set (test-selected)")
     elif ref["metric"] != "final":
         notes.append("reference final/best unknown; ours final epoch")
     den = ref["sparsity_denominator"]
@@ -116,7 +123,11 @@ def like_for_like(ref: pd.Series, group: pd.Series, used: str) -> list[str]:
 
 
 def _ours(ref: pd.Series, g: pd.Series) -> tuple[str, Stats, list[str]]:
-    """(metric used, our statistics, notes on them) for one reference and one matching group."""
+    """(metric used, our statistics, notes on them) for one reference and one matching group.
+
+    The metric follows the reference's: max over checkpoints (``max``, test-selected) for
+    ``best_checkpoint`` where our runs have it, best epoch (``best``) for a best-epoch reference,
+    else the final epoch; :func:`selection` says how the number used was chosen."""
     if ref["kind"] == "claim_delta_vs_dense":
         s = Stats(int(g["delta_n"]) if np.isfinite(g["delta_n"]) else 0, g["delta_mean"], g.get("delta_std", NAN),
                   g["delta_lo"], g["delta_hi"], g["delta_kind"] or "none")
@@ -124,11 +135,23 @@ def _ours(ref: pd.Series, g: pd.Series) -> tuple[str, Stats, list[str]]:
         if g["delta_kind"] == "unpaired":
             extra.append("no shared seeds with dense: unpaired (Welch) interval")
         return "final", s, extra
-    use_best = ref["metric"] in BEST_METRICS and g["best_n"] > 0
-    used = "best" if use_best else "final"
-    s = Stats(int(g[f"{used}_n"] if used == "best" else g["n"]), g[f"{used}_mean"], g[f"{used}_std"],
+    if ref["metric"] == MAX_METRIC and g.get("max_n", 0) > 0:
+        used = "max"
+    elif ref["metric"] in BEST_METRICS and g["best_n"] > 0:
+        used = "best"
+    else:
+        used = "final"
+    s = Stats(int(g[f"{used}_n"] if used != "final" else g["n"]), g[f"{used}_mean"], g[f"{used}_std"],
               g[f"{used}_lo"], g[f"{used}_hi"])
     return used, s, []
+
+
+def selection(used: str, g: pd.Series) -> str:
+    """How the number compared was chosen: "" for the final epoch (nothing chosen), the test set for
+    the max over checkpoints, the group's ``best_selection`` for the best epoch."""
+    if used == "max":
+        return SELECTED_ON_TEST
+    return str(g.get("best_selection", "")) if used == "best" else ""
 
 
 def decide(ref: pd.Series, s: Stats, tol: float, confidence: float = 0.95) -> Decision:
@@ -164,7 +187,8 @@ def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5, co
                 extra.append(f"run group {row[GROUP_COLUMN][:GROUP_SHORT] or '(none)'} of several with the same "
                              "columns: their runs differ in settings the table does not show")
             verdicts.append(v)
-            row.update({"metric_used": used, "n": s.n, "ours": s.mean, "ours_lo": s.lo, "ours_hi": s.hi,
+            row.update({"metric_used": used, "best_selection": selection(used, g),
+                        "n": s.n, "ours": s.mean, "ours_lo": s.lo, "ours_hi": s.hi,
                         "pairing": s.kind, "delta_pp": s.mean - ref["accuracy"], "test": dec.test, "verdict": v,
                         "reason": dec.reason, "seeds_needed": dec.seeds_needed,
                         "notes": extra + like_for_like(ref, g, used)})
@@ -174,7 +198,7 @@ def compare(refs: pd.DataFrame, groups: pd.DataFrame, tolerance: float = 0.5, co
                          "notes": [f"overall over {len(verdicts)} target(s) in range: all must be reproduced"],
                          "metric_used": "final", "scope": "overall"})
     out = pd.DataFrame(rows)
-    for c in ("scope", "test", "reason", "seeds_needed"):
+    for c in ("scope", "test", "reason", "seeds_needed", "best_selection"):
         out[c] = out[c].fillna("") if c in out.columns else ""
     return out
 

@@ -24,7 +24,7 @@ from repro.report import plots as plotting
 from repro.report.aggregate import cost_columns, summarize
 from repro.report.claims import DEFAULT_REFERENCES, compare, load_references, references_for
 from repro.report.logging_run import log_report_run
-from repro.report.reading import fetch_runs, split_runs, tidy
+from repro.report.reading import fetch_runs, fill_max_acc, mlflow_history, split_runs, tidy
 from repro.report.relative import RELATIVE_COLUMNS, relative_claims
 from repro.report.render import provenance, safe_uri, write_csvs, write_markdown
 from repro.report.stats import NO_RUNS
@@ -103,6 +103,7 @@ def make_report(argv: Sequence[str] | None = None) -> Report:
         raise SystemExit(f"error: no runs with profile '{args.profile}' in experiment '{args.experiment}' at "
                          f"{safe_uri(uri)}: run the sweep first, or check --profile/--tracking-uri")
     runs, left, dupes = split_runs(tidy(raw, dense_methods))
+    runs = fill_max_acc(runs, mlflow_history(uri))  # runs logged before max_test_acc: from their history
     out = args.out or Path("results") / (args.profile or "all")
     out.mkdir(parents=True, exist_ok=True)
     for prefix in (*plotting.plot_prefixes(), sensitivity.PLOT_PREFIX):  # stale plots would be logged again

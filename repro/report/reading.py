@@ -14,7 +14,7 @@ before the tag existed have an empty group tag and group as they always did.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,14 @@ RECIPE_PARAMS = {
     "batch_size": records.BATCH_SIZE_PARAM,
     "val_size": records.VAL_SIZE_PARAM,
 }
+#: how a run's best epoch was chosen (column ``best_selection``): on a validation split, or on the
+#: test set itself, which flatters the number (the table says so wherever it shows one)
+SELECTED_ON_VAL = "validation"
+SELECTED_ON_TEST = "test (test-selected)"
+#: a metric's history as (step, value) pairs: MlflowClient.get_metric_history, or a test's stand-in
+History = Callable[[str, str], Sequence[tuple[int, float]]]
+#: the test accuracy's name (a fraction) in runs logged before the namespaces
+LEGACY_TEST_ACC = next(old for old, (new, _) in records.LEGACY_METRICS.items() if new == records.TEST_ACC)
 #: run kinds that are not results: earlier reports (in the experiment before they had their own), LTH
 #: chains (their targets are nested runs), sweep parents (their jobs are nested runs)
 SKIPPED_KINDS = (records.KIND_REPORT, records.KIND_CHAIN, records.KIND_SWEEP)
@@ -154,6 +162,8 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
         GROUP_COLUMN: _col(raw, _tag(r.GROUP_TAG)).fillna("").astype(str),
         "final_acc": _num(raw, _metric(r.FINAL_TEST_ACC)),
         "best_acc": _num(raw, _metric(r.BEST_TEST_ACC)),
+        "best_selection": best_selection(raw),
+        "max_acc": _num(raw, _metric(r.MAX_TEST_ACC)),
         "final_sparsity": _num(raw, _metric(r.FINAL_SPARSITY)),
         "final_sparsity_all": _num(raw, _metric(r.FINAL_SPARSITY_ALL)),
         "final_sparsity_weights": _num(raw, _metric(r.FINAL_SPARSITY_WEIGHTS)),
@@ -176,6 +186,52 @@ def tidy(raw: pd.DataFrame, dense_methods: Sequence[str] = ("dense",)) -> pd.Dat
     df["target"] = np.where(dense, 0.0, df["sparsity_param"].fillna(0.0)).round(6)
     df["seed"] = df["seed"].map(lambda s: int(s) if isinstance(s, str) and re.fullmatch(r"-?\d+", s) else s)
     return df
+
+
+def best_selection(raw: pd.DataFrame) -> pd.Series:
+    """How each run chose its best epoch: its ``best_on_val`` metric, or for runs logged before
+    that metric existed the rule the loop has always applied (a validation split, ``data.val_size``
+    > 0, means the best validation epoch; none means the best test epoch)."""
+    flag = _num(raw, _metric(records.BEST_ON_VAL))
+    val_size = _num(raw, _param(records.VAL_SIZE_PARAM)).fillna(0.0)
+    on_val = flag.where(flag.notna(), (val_size > 0).astype(float))
+    return pd.Series(np.where(on_val > 0, SELECTED_ON_VAL, SELECTED_ON_TEST), index=raw.index, dtype=object)
+
+
+def max_from_history(test_acc: Sequence[tuple[int, float]], cycle: Sequence[tuple[int, float]] = (),
+                     mask_final: Sequence[tuple[int, float]] = ()) -> float:
+    """The highest test accuracy (a fraction) over the epochs the loop's ``max_test_acc`` counts:
+    those evaluated in the last cycle on the final mask. A history without cycles or mask flags
+    counts every evaluated epoch; NaN when nothing was evaluated."""
+    cycles, finals = dict(cycle), dict(mask_final)
+    last = max(cycles.values()) if cycles else None
+    kept = [v for step, v in test_acc
+            if (last is None or cycles.get(step, last) == last) and finals.get(step, 1.0) == 1.0]
+    return max(kept) if kept else float("nan")
+
+
+def fill_max_acc(runs: pd.DataFrame, history: History) -> pd.DataFrame:
+    """``max_acc`` (%) for runs logged before ``max_test_acc`` existed, from their test-accuracy
+    history (only runs that lack it are read, one history per metric)."""
+    if runs.empty or "max_acc" not in runs:
+        return runs
+    runs = runs.copy()
+    for i in runs.index[runs["max_acc"].isna()]:
+        rid = runs.at[i, "run_id"]
+        # only runs logged before max_test_acc, so before the namespaces: flat names, fractions
+        acc = history(rid, LEGACY_TEST_ACC)
+        if acc:
+            runs.at[i, "max_acc"] = 100.0 * max_from_history(acc, history(rid, records.CYCLE),
+                                                             history(rid, records.MASK_FINAL))
+    return runs
+
+
+def mlflow_history(uri: str) -> History:
+    """The metric history of a run in the store at ``uri`` as (step, value) pairs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    return lambda run_id, key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
 
 
 def split_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -24,6 +24,12 @@ with ``c`` the report's confidence (0.95: ``t_{0.90}``, the 95% one-sided quanti
 ``tol`` the margin (``--relative-tolerance``, default ``--tolerance``). Against LTH the row also
 gives the cost ratio LTH / PMP of ``cost_train_flops``: the same accuracy at several times
 the training cost is not the same result.
+
+Cost-matched rows (``comparison`` = "cost-matched"): a PMP group trained for as many epochs as
+an LTH chain spent to reach the same target (its nested run's ``cost_epochs``, every cycle from
+the dense one on; conf/row/lenets/lth_pmp*_costmatched.yaml) is compared with that LTH group,
+everything else shared as above but the epochs. They answer "what if PMP got LTH's budget?";
+the other rows are "same epochs" (per cycle for LTH).
 """
 
 from __future__ import annotations
@@ -45,8 +51,14 @@ RELATIVE_KIND = "claim_relative"
 PAPER_METHOD = "pmp"
 #: the method whose cost is set beside PMP's (LTH pays for its rounds)
 COSTLY_METHOD = "lth"
+#: the ``comparison`` of a row: the same epochs (per cycle), or PMP given LTH's whole budget
+SAME_EPOCHS = "same epochs"
+COST_MATCHED = "cost-matched"
+#: a PMP group is cost-matched to an LTH group when its epochs are within this many of the chain's
+#: epochs (``cost_epochs``; rewinding to step k > 0 leaves a chain a fraction of an epoch short per round)
+COST_MATCH_EPOCHS = 1.0
 RELATIVE_COLUMNS = [
-    "id", "kind", "model", "dataset", "data_source", "epochs", "width", "target", "method", "other", "recipe",
+    "id", "kind", "comparison", "model", "dataset", "data_source", "epochs", "width", "target", "method", "other", "recipe",
     "group", "other_group", "n", "seeds", "pmp_mean", "other_mean", "diff_mean", "diff_std", "lower", "upper",
     "tolerance_pp", "test", "verdict", "reason", "seeds_needed", "cost_ratio", "notes",
 ]
@@ -61,11 +73,25 @@ def _partners(groups: pd.DataFrame, pmp: pd.Series, dense_methods: Sequence[str]
     return g[g["method"].isin(list(dense_methods)) | ((g["target"] - pmp["target"]).abs() < 1e-9)]
 
 
+def _cost_matched(groups: pd.DataFrame, pmp: pd.Series) -> pd.DataFrame:
+    """The LTH groups at PMP's target and recipe whose chains spent as many epochs as PMP trained."""
+    cost = records.column(records.COST_EPOCHS)
+    if cost not in groups:
+        return groups.iloc[:0]
+    g = groups[(groups["method"] == COSTLY_METHOD) & (groups["epochs"] != pmp["epochs"])]
+    for k in BASE_KEYS:
+        if k != "epochs":
+            g = g[g[k] == pmp[k]]
+    g = g[(g["_recipe"] == pmp["_recipe"]) & ((g["target"] - pmp["target"]).abs() < 1e-9)]
+    return g[(g[cost] - pmp["epochs"]).abs() <= COST_MATCH_EPOCHS]
+
+
 def _seeds(seeds: Any) -> str:
     return " ".join(str(s) for s in sorted(seeds, key=lambda s: (isinstance(s, str), s)))
 
 
-def _row(pmp: pd.Series, other: pd.Series, tol: float, confidence: float, costs: Sequence[str]) -> dict[str, Any]:
+def _row(pmp: pd.Series, other: pd.Series, tol: float, confidence: float, costs: Sequence[str],
+         comparison: str = SAME_EPOCHS) -> dict[str, Any]:
     """One claim_relative row: PMP's group against one other group, paired by seed."""
     a, b = pmp["_final_by_seed"], other["_final_by_seed"]
     common = sorted(set(a) & set(b), key=str)
@@ -86,9 +112,15 @@ def _row(pmp: pd.Series, other: pd.Series, tol: float, confidence: float, costs:
         ratio = other[cost] / pmp[cost]
         notes.append(f"cost: {other['method']} trains {ratio:.2f}× PMP's {cost}")
     target = f"{100 * pmp['target']:g}"
+    name = f"pmp_vs_{other['method']}_{pmp['model']}_{pmp['dataset']}_s{target}_e{pmp['epochs']:g}"
+    if comparison == COST_MATCHED:
+        name += "_costmatched"
+        notes.insert(0, f"cost-matched: PMP trained {pmp['epochs']:g} epochs in one cycle, the {other['method']} chain "
+                        f"{other[records.column(records.COST_EPOCHS)]:g} epochs ({other['epochs']:g} per cycle) "
+                        "to reach this target")
     return {
-        "id": f"pmp_vs_{other['method']}_{pmp['model']}_{pmp['dataset']}_s{target}_e{pmp['epochs']:g}",
-        "kind": RELATIVE_KIND, "model": pmp["model"], "dataset": pmp["dataset"], "data_source": pmp["data_source"],
+        "id": name, "kind": RELATIVE_KIND, "comparison": comparison,
+        "model": pmp["model"], "dataset": pmp["dataset"], "data_source": pmp["data_source"],
         "epochs": pmp["epochs"], "width": pmp["width"], "target": pmp["target"], "method": PAPER_METHOD,
         "other": other["method"], "recipe": pmp["_recipe"], "group": pmp.get(GROUP_COLUMN, ""),
         "other_group": other.get(GROUP_COLUMN, ""), "n": s.n, "seeds": _seeds(common),
@@ -108,6 +140,8 @@ def relative_claims(groups: pd.DataFrame, tolerance: float, confidence: float = 
         for _, pmp in groups[groups["method"] == PAPER_METHOD].iterrows():
             for _, other in _partners(groups, pmp, dense_methods).iterrows():
                 rows.append(_row(pmp, other, tolerance, confidence, costs))
+            for _, other in _cost_matched(groups, pmp).iterrows():
+                rows.append(_row(pmp, other, tolerance, confidence, costs, COST_MATCHED))
     out = pd.DataFrame(rows, columns=RELATIVE_COLUMNS)
     twins = out.duplicated(subset="id", keep=False)
     for i in out.index[twins]:  # two groups with the same columns (their group tags differ): tell the ids apart

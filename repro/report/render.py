@@ -23,8 +23,8 @@ from repro import records
 from repro.report import pivot
 from repro.report.aggregate import GROUP_SHORT, KB, SIZE_KB, latency_columns, lookalikes, size_columns
 from repro.report.decide import MAX_SEEDS, MIN_SEEDS, NO_NUMBER
-from repro.report.reading import GROUP_COLUMN
-from repro.report.relative import RELATIVE_COLUMNS, unmatched
+from repro.report.reading import GROUP_COLUMN, SELECTED_ON_TEST
+from repro.report.relative import COST_MATCHED, RELATIVE_COLUMNS, unmatched
 from repro.report.stats import NAN, NO_RUNS
 from repro.tracking import git_info
 
@@ -139,7 +139,7 @@ def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
     show_group = GROUP_COLUMN in groups and bool(lookalikes(groups).any())
     header = ["model", "dataset", "data", "method", "target %", "epochs"] + (["group"] if show_group else [])
     header += ["n", "final acc % (mean ± std)", "95% CI",
-              "best acc % (mean ± std)", "sparsity % prunable / all", "Δ vs dense pp [95% CI]"]
+              "best acc % (mean ± std)", "best chosen on", "sparsity % prunable / all", "Δ vs dense pp [95% CI]"]
     header += [f"{c} (× dense)" for c in costs]
     sizes = size_columns(groups)
     header += [SIZE_HEADERS[c] for c in sizes]
@@ -154,7 +154,8 @@ def groups_markdown(groups: pd.DataFrame, costs: Sequence[str]) -> str:
         r = [g["model"], g["dataset"], g["data_source"], g["method"], f"{100 * g['target']:g}", f"{g['epochs']:g}"]
         r += [g[GROUP_COLUMN][:GROUP_SHORT]] if show_group else []
         r += [int(g["n"]), _pm(g["final_mean"], g["final_std"]), _ci(g["final_lo"], g["final_hi"]),
-             _pm(g["best_mean"], g["best_std"]), f"{_f(g['sparsity_mean'])} / {_f(g['sparsity_all_mean'])}", delta]
+             _pm(g["best_mean"], g["best_std"]), g.get("best_selection", ""),
+              f"{_f(g['sparsity_mean'])} / {_f(g['sparsity_all_mean'])}", delta]
         r += [f"{_sci(g[c])} ({_f(g[f'{c}_ratio'])})" if np.isfinite(g[c]) else "" for c in costs]
         r += [_size_cell(c, g[c]) for c in sizes]
         r += [_latency_cell(h, g) for h in latency]
@@ -181,7 +182,8 @@ def claims_markdown(claims: pd.DataFrame) -> str:
                          _f(c["tolerance_pp"]), c["direction"], f"**{c['verdict']}**", "", "", c["verified"],
                          "; ".join(c["notes"])])
             continue
-        ours = f"{_f(c['ours'])} ({'Δ vs dense, ' + c['pairing'] if is_delta else c['metric_used']}, n={int(c['n'])})"
+        used = c["metric_used"] + (", test-selected" if c.get("best_selection") == SELECTED_ON_TEST else "")
+        ours = f"{_f(c['ours'])} ({'Δ vs dense, ' + c['pairing'] if is_delta else used}, n={int(c['n'])})"
         rows.append([c["id"], c["source"], c["method"], c["model"], c["data_source"], ref_s, f"{100 * c['target']:g}",
                      f"{c['epochs']:g}", reference, ours, _ci(c["ours_lo"], c["ours_hi"]), _signed(c["delta_pp"]),
                      _f(c["tolerance_pp"]), f"{c['direction']}: {c.get('test', '')}", f"**{c['verdict']}**",
@@ -196,7 +198,8 @@ def relative_markdown(relative: pd.DataFrame) -> str:
     rows = []
     for _, r in relative.iterrows():
         rows.append([r["model"], f"{r['dataset']}/{r['data_source']}", f"{r['epochs']:g}", f"{100 * r['target']:g}",
-                     r["other"], int(r["n"]), _f(r["pmp_mean"]), _f(r["other_mean"]), _pm(r["diff_mean"], r["diff_std"]),
+                     r["other"] + (f" ({r['comparison']})" if r.get("comparison") == COST_MATCHED else ""),
+                     int(r["n"]), _f(r["pmp_mean"]), _f(r["other_mean"]), _pm(r["diff_mean"], r["diff_std"]),
                      _ci(r["lower"], r["upper"]), _f(r["tolerance_pp"]), f"**{r['verdict']}**", r["reason"],
                      r["seeds_needed"], _f(r["cost_ratio"]), "; ".join(r["notes"])])
     return markdown_table(header, rows)
@@ -252,7 +255,10 @@ CLAIMS_RULE = (
     "else is inconclusive; *seeds needed* is then the smallest n (≥ {min_n}) whose t-interval half-width, at the "
     "observed std and t with n − 1 degrees of freedom, would put the interval clear of the nearest boundary at the "
     "observed mean (`{no_number}` when the mean sits on a boundary or more than {max_n} would be needed). The metric "
-    "compared is our best-epoch accuracy when the reference reports a best epoch, else our final accuracy. Rows "
+    "compared is our best-epoch accuracy when the reference reports a best epoch, our highest test accuracy over "
+    "the epochs on the final mask (`max`) when it reports the max over kept checkpoints, else our final accuracy; "
+    "a best epoch is chosen on the validation split where the runs have one, else on the test set, and a number "
+    "chosen on the test set is marked *test-selected* (it flatters the method: the test set picked it). Rows "
     "whose notes are not empty do not compare like for like."
 )
 
@@ -264,7 +270,9 @@ RELATIVE_RULE = (
     "one-sided {conf:.0%} bounds are m ∓ t(n − 1) · s / √n with t the one-sided {conf:.0%} quantile (two-sided "
     "{inner:.0%}). Verdict with margin {tol:g} pp: reproduced if the lower bound > −{tol:g}, not reproduced if the "
     "upper bound < −{tol:g}, else (and with fewer than {min_n} pairs) inconclusive; seeds needed as above, at the "
-    "one-sided level. Against LTH, *cost × PMP* is LTH's `cost_train_flops` over PMP's."
+    "one-sided level. Against LTH, *cost × PMP* is LTH's `cost_train_flops` over PMP's. A row marked "
+    "*(cost-matched)* compares LTH with PMP trained, in one cycle, as many epochs as the LTH chain spent in all its "
+    "cycles to reach that sparsity (LTH's `cost_epochs`), the epochs column then being PMP's."
 )
 
 
@@ -291,7 +299,9 @@ def write_markdown(path: Path, prov: dict[str, str], groups: pd.DataFrame, claim
     parts += ["", "## Results per group", "",
               "Accuracies are test accuracy in %, over seeds: mean ± sample std, and the 95% Student-t interval of the "
               f"mean (confidence {args.confidence:g}). *final* is the last epoch (the headline); *best* is the best "
-              "epoch on the final mask. Sparsity is measured at the end, over prunable weights / over all parameters. "
+              "epoch on the final mask, chosen as *best chosen on* says: on the validation split, or on the test set "
+              "itself (*test (test-selected)*: optimistic, the test set picked the epoch). "
+              "Sparsity is measured at the end, over prunable weights / over all parameters. "
               "Δ vs dense is paired by seed where at least two seeds are shared (else Welch, unpaired)."
               + (" Cost columns show the mean and, in brackets, the ratio to the matching dense run (one dense "
                  "training cycle)." if costs else "") + size_note(size_columns(groups)) + latency_note(groups), ""]
