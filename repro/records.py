@@ -83,7 +83,7 @@ VAL_ACC = "val/acc"
 LR = "train/lr"
 EPOCH_TIME = "perf/epoch_time_s"
 SAMPLES_PER_S = "perf/samples_per_s"
-# at every mask update (step = optimizer step) and at the end of every epoch:
+# at every mask update (step = optimizer step) and at the end of every epoch (MASK_UPDATES: at updates only)
 SPARSITY = "sparsity/prunable"
 SPARSITY_ALL = "sparsity/all"
 #: how many times the mask changed so far (PMP/GMP with fewer than 3 are one-shot pruning in disguise)
@@ -93,7 +93,7 @@ MASK_UPDATES = "mask/updates"
 EPOCH = "epoch"
 CYCLE = "cycle"
 MASK_FINAL = "mask_final"
-# once per run (step 0)
+# once per run, at its last optimizer step (an LTH target run: step 0)
 FINAL_TEST_ACC = "final/test_acc"
 FINAL_TEST_LOSS = "final/test_loss"
 BEST_TEST_ACC = "final/best_test_acc"

@@ -492,7 +492,8 @@ class Tracker:
         if existing is not None and existing.info.status == "FINISHED":
             return existing.info.run_id
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={IDENTITY_TAG: identity, PARENT_RUN_TAG: self.run_id, **tags})
+                                     # the chain run is the parent, whatever tags the caller copied
+                                     tags={**tags, IDENTITY_TAG: identity, PARENT_RUN_TAG: self.run_id})
         parent, self.run_id = self.run_id, run.info.run_id
         resumed, self.resumed = self.resumed, False
         try:

@@ -195,7 +195,8 @@ def train(cfg: DictConfig, spec: RunSpec, tracker: Any) -> dict[str, float]:
     def log_target(metrics: dict, cycle: int, target: float) -> None:
         """One target of a multi-target chain (LTH) as its own nested run, at exact sparsity."""
         check_integrity(masks, target, method.integrity_scope())
-        tags = {k: v for k, v in base_tags.items() if k != rec.KIND_TAG}
+        # a target belongs to its chain run, not to the sweep that launched the chain
+        tags = {k: v for k, v in base_tags.items() if k not in (rec.KIND_TAG, rec.PARENT_RUN_TAG, rec.SWEEP_TAG)}
         tracker.log_child(f"{spec.identity}:{target:g}", run_name(cfg, spec.method_cls, target),
                           {**tags, rec.CYCLE_TAG: str(cycle)}, {**flat_params, rec.SPARSITY_PARAM: str(target)}, metrics,
                           texts={rec.LAYER_DENSITY_ARTIFACT: density_csv(masks)})

@@ -49,7 +49,7 @@ def _store(client, exp, tmp_path) -> dict[str, str]:
     ids["failed"] = _add_run(client, exp, method="snip", sparsity=0.9, final=None, status="FAILED", start=3)
     ids["no_weights"] = _add_run(client, exp, method="grasp", sparsity=0.9, final=0.9, start=4)
     ids["nested"] = _add_run(client, exp, method="lth", sparsity=0.9, final=0.9, start=5,
-                             tags={rec.PARENT_RUN_TAG: ids["pmp"]})
+                             tags={rec.PARENT_RUN_TAG: ids["pmp"], rec.CYCLE_TAG: "3"})
     ids["other"] = _add_run(client, exp, method="pmp", sparsity=0.95, final=0.97, start=6, profile="other")
     for key, sparsity in (("pmp", 0.9), ("gmp", 0.98), ("failed", 0.9), ("nested", 0.9), ("other", 0.95)):
         _with_weights(client, ids[key], tmp_path, sparsity)

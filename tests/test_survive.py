@@ -114,6 +114,19 @@ def test_a_kill_while_logging_an_lth_target_leaves_no_running_child(mlflow_uri, 
     assert tracker.run_id == parent
 
 
+def test_a_target_of_a_chain_launched_by_a_sweep_nests_under_the_chain_not_the_sweep(mlflow_uri):
+    """A sweep's job carries the sweep as its parent; the targets the job logs must still nest
+    under the job (the chain run), or the sweep counts them as jobs and the chain has no targets."""
+    from repro.tracking import Tracker
+
+    tracker = Tracker(mlflow_uri, "repro")
+    job_tags = {records.PARENT_RUN_TAG: "the-sweep-run", records.SWEEP_TAG: "sweep-1"}
+    chain = tracker.start("chain", "chain", job_tags)
+    tracker.log_child("chain:0.5", "chain-t0.5", dict(job_tags), {"sparsity": "0.5"}, {"final/test_acc": 90.0})
+    children = [r for r in _runs_of(mlflow_uri) if r.data.tags.get(records.IDENTITY_TAG) == "chain:0.5"]
+    assert [c.data.tags[records.PARENT_RUN_TAG] for c in children] == [chain]
+
+
 def _runs_of(uri):
     client = MlflowClient(uri)
     return client.search_runs([client.get_experiment_by_name("repro").experiment_id], run_view_type=3)

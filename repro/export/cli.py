@@ -44,8 +44,8 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("every finished run of a profile (instead of a source)")
     g.add_argument("--profile", default=None, help="time the FINISHED runs tagged with this profile (needs --latency)")
     g.add_argument("--experiment", default="repro", help="MLflow experiment of --profile (default: repro)")
-    g.add_argument("--log", action="store_true", help="log the timings to each run as latency_* metrics")
-    g.add_argument("--force", action="store_true", help="time runs again that already have latency_* metrics")
+    g.add_argument("--log", action="store_true", help="log the timings to each run as latency/* metrics")
+    g.add_argument("--force", action="store_true", help="time runs again that already have latency/* metrics")
     return p
 
 

@@ -4,8 +4,8 @@ For every FINISHED training run of the profile in the store (found as the report
 :func:`repro.report.reading.fetch_runs`), export its subnetwork to a temporary folder, time the
 dense model against the CSR-kernel one (batch-1 latency, batch-256 throughput; interleaved
 rounds, medians, paired ratios: :mod:`repro.export.latency`) and, with ``--log``, log the figures
-to the run as ``latency_*`` metrics (:mod:`repro.records`), the machine as a tag, and the export's
-``size_*`` metrics where the run has none (it trained without ``trainer.export=true``).
+to the run as ``latency/*`` metrics (:mod:`repro.records`), the machine as a tag, and the export's
+``size/*`` metrics where the run has none (it trained without ``trainer.export=true``).
 
 Why after the sweep and not at the end of each training run: a sweep trains jobs side by side,
 and a timing taken beside another job measures the neighbour as much as the model. Here every
@@ -51,7 +51,7 @@ class Timed:
 
 
 def latency_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The ``latency_*`` metrics of one :func:`~repro.export.pipeline.time_export` result."""
+    """The ``latency/*`` metrics of one :func:`~repro.export.pipeline.time_export` result."""
     by_batch = {r["batch"]: r for r in result["results"]}
     b1, b256 = by_batch[LATENCY_BATCH], by_batch[THROUGHPUT_BATCH]
     return {
@@ -120,8 +120,8 @@ def time_runs(runs: pd.DataFrame, uri: str, repeats: int, log: bool, force: bool
         run_id = row["run_id"]
         item = Timed(run_id, _get(row, f"tags.{rec.RUN_NAME_TAG}") or run_id[:12])
         done.append(item)
-        # a sweep's jobs are nested too (under the sweep's parent run) but carry the sweep tag
-        if _get(row, f"tags.{rec.PARENT_RUN_TAG}") and not _get(row, f"tags.{rec.SWEEP_TAG}"):
+        # a chain's target runs carry their cycle (a sweep's jobs are nested too, but are not targets)
+        if _get(row, f"tags.{rec.CYCLE_TAG}"):
             item.skipped = "a nested target run (LTH): it saves no weights of its own"
         elif _get(row, f"metrics.{rec.LATENCY_DONE}") is not None and not force:
             item.skipped = "timed already (--force to time it again)"

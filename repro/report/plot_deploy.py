@@ -1,7 +1,7 @@
 """The deploy plot: what a subnetwork's sparsity buys in CPU time and on disk, per model.
 
 One figure per model, dataset, data source, epochs and width whose runs were timed
-(``repro-export --profile NAME --latency --log`` logs ``latency_*`` metrics): batch-1 latency,
+(``repro-export --profile NAME --latency --log`` logs ``latency/*`` metrics): batch-1 latency,
 batch-256 throughput and file size against target sparsity, the dense network (dashed) beside the
 CSR one (solid). One line per method, because methods that reach the same overall sparsity leave
 different layers dense (a global mask keeps the small output layer almost whole and cuts the big
