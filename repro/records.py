@@ -8,6 +8,8 @@ sides import from here and spell no record name as a string literal of their own
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # ----------------------------------------------------------------------------- tags
 #: the run identity: hash of the non-default, result-relevant config (see repro.identity)
 IDENTITY_TAG = "repro.identity"
@@ -252,6 +254,19 @@ def legacy_metric(old: str) -> tuple[str, float] | None:
         if old.startswith(prefix):
             return new + old[len(prefix):], 1.0
     return None
+
+
+def current_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's metrics under the current names and units: old flat names (and fractions) are
+    translated by :func:`legacy_metric`; a value logged under the current name wins."""
+    out = {}
+    for name, value in metrics.items():
+        found = legacy_metric(name)
+        if found is not None:
+            new, factor = found
+            out.setdefault(new, value * factor)
+    out.update({k: v for k, v in metrics.items() if legacy_metric(k) is None})
+    return out
 
 
 def column(metric: str) -> str:

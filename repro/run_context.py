@@ -11,6 +11,7 @@ not choose it.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shlex
 import sys
@@ -65,8 +66,8 @@ def log_dataset(client: Any, run_id: str, dataset: Dataset, cfg: Any) -> None:
         subset.append(f"val_size={cfg.data.val_size}")
     profile = {"train": len(dataset.train), "test": len(dataset.test), "classes": dataset.num_classes}
     entity = MlflowDataset(name=f"{dataset.name}", digest=digest(dataset), source_type="local",
-                           source=f'{{"source": "{dataset.source}", "root": "{cfg.data.root}"}}',
-                           profile=str(profile).replace("'", '"'))
+                           source=json.dumps({"source": str(dataset.source), "root": str(cfg.data.root)}),
+                           profile=json.dumps(profile))
     context = ",".join(subset) or "full"
     client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])])
 

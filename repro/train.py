@@ -306,7 +306,7 @@ def _run_owned(cfg: DictConfig, spec: RunSpec, tracker: Any, identity: str, grou
         tracker.join_profile(existing.info.run_id, cfg.profile)
         if sweep is not None:  # it stays under the sweep that trained it; this sweep links to it
             tracker.client.set_tag(existing.info.run_id, rec.skipped_by_tag(sweep["sweep"]), "1")
-        return dict(existing.data.metrics)
+        return rec.current_metrics(existing.data.metrics)  # a run logged before the namespaces reads as new
     resume = existing.info.run_id if existing is not None and not cfg.rerun else None
     checkpoint = Path(cfg.trainer.checkpoint_dir) / f"{identity}.pt"
     ckpt_io.set_aside_if_unreadable(checkpoint)  # a truncated or foreign file: start afresh, not FAILED

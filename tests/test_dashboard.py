@@ -62,6 +62,7 @@ def test_a_run_records_its_dataset_command_and_the_saved_view(train_run):
     assert inp.dataset.name == "mnist" and len(inp.dataset.digest) == 16
     assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "train_subset=500,test_subset=300"
     assert json.loads(inp.dataset.profile) == {"train": 500, "test": 300, "classes": 10}
+    assert set(json.loads(inp.dataset.source)) == {"source", "root"}  # JSON, whatever the path holds
     assert "sparsity=0.8" in run.data.tags["mlflow.note.content"]
     exp = MlflowClient(train_run.uri).get_experiment(run.info.experiment_id)
     view = json.loads(exp.tags[dashboard.SHARED_VIEW_TAG])
@@ -144,3 +145,14 @@ def test_report_outputs_do_not_make_the_checkout_dirty(tmp_path):
     assert git_info(tmp_path)["git_dirty"] == "false"
     (tmp_path / "train.py").write_text("x = 2\n")
     assert git_info(tmp_path)["git_dirty"] == "true"
+
+
+def test_a_skipped_runs_metrics_read_under_the_current_names_and_units():
+    """What a skipped FINISHED run returns to a sweep: old flat names and fractions translated
+    (final_test_acc 0.9 -> final/test_acc 90.0), a value under the current name kept as it is."""
+    from repro import records as rec
+
+    old = {"final_test_acc": 0.9, "cost_train_flops": 5.0, "made_up": 1.0}
+    assert rec.current_metrics(old) == {rec.FINAL_TEST_ACC: 90.0, "cost/train_flops": 5.0, "made_up": 1.0}
+    both = {"final_test_acc": 0.9, rec.FINAL_TEST_ACC: 91.0}
+    assert rec.current_metrics(both) == {rec.FINAL_TEST_ACC: 91.0}

@@ -122,3 +122,13 @@ def test_profile_latency_bad_input_is_one_error_line_and_logs_nothing(mlflow_uri
     assert not db.exists()
     assert not [m for m in client.get_run(rid).data.metrics if m.startswith(rec.LATENCY_PREFIX)]
     assert not (tmp_path / "x").exists()
+
+
+def test_runs_timed_before_the_metric_namespaces_count_as_timed(mlflow_uri, client_exp, capsys):
+    """An old store's ``latency_*`` metrics (flat names) mean the run was timed: not timed again."""
+    client, exp = client_exp
+    old_name = rec.LATENCY_DONE.replace("/", "_", 1)
+    _add_run(client, exp, method="pmp", sparsity=0.9, final=0.97, start=1, extra_metrics={old_name: 1.0})
+    assert main(["--profile", "t", "--latency", "--log", "--tracking-uri", mlflow_uri, "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "0 run(s) timed, 1 skipped" in out and "timed already" in out, out

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from repro import records
 from tests.conftest import ROOT, needs_cifar
 
 TOOLS = ROOT / "tools"
@@ -135,7 +136,7 @@ def test_dry_mode_end_to_end(tmp_path):
     assert doc["bench"]["epoch"] and "epoch bf16-cl-compile" in doc["bench"]["skipped"]
     runs = doc["training"]["runs"]
     assert set(runs) == {"pmp", "dense"} and all(r["status"] == "done" for r in runs.values())
-    assert runs["pmp"]["final"]["final_sparsity"] == pytest.approx(0.729, abs=1e-3)
+    assert runs["pmp"]["final"][records.FINAL_SPARSITY] == pytest.approx(0.729, abs=1e-3)
     assert "pmp_minus_dense_pp" in doc["training"]
     assert doc["outputs"]["problems"] == [] and limits.output_problems(out) == []
     assert sorted(p.name for p in out.iterdir()) == ["bench.md", "gpu-check.json", "gpu-check.md"]

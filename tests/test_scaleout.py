@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import scaleout
+from repro import records, scaleout
 from tests.conftest import ROOT, needs_mnist, repro_train, runs_of
 
 #: a run that trains in about a second; tracking only sees what the test needs
@@ -345,7 +345,15 @@ def test_team_server_postgres_backend_over_http(tmp_path):
 
         api = f"{url}/api/2.0/mlflow"
         exp = _http(f"{api}/experiments/get-by-name?experiment_name=repro")["experiment"]
-        runs = _http(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
+        found = _http(f"{api}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
+
+        def kind(r):
+            return {t["key"]: t["value"] for t in r["data"].get("tags", [])}.get(records.KIND_TAG)
+
+        # the multirun is one parent run over the server too, its jobs are the children
+        (parent,) = [r for r in found if kind(r) == records.KIND_SWEEP]
+        runs = [r for r in found if kind(r) != records.KIND_SWEEP]
+        assert parent["info"]["status"] == "FINISHED"
         assert sorted(r["info"]["status"] for r in runs) == ["FINISHED", "FINISHED"]
         assert sorted(r["info"]["run_name"] for r in runs) == ["dense seed0 lenet300/mnist", "dense seed1 lenet300/mnist"]
         for run in runs:
@@ -360,7 +368,7 @@ def test_team_server_postgres_backend_over_http(tmp_path):
             assert {"config.yaml", "layer_density.csv"} <= files
         with psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow") as conn, conn.cursor() as cur:
             cur.execute("SELECT run_uuid, status FROM runs")
-            assert sorted(cur.fetchall()) == sorted((r["info"]["run_id"], "FINISHED") for r in runs)
+            assert sorted(cur.fetchall()) == sorted((r["info"]["run_id"], "FINISHED") for r in [*runs, parent])
         conn.close()
     finally:
         if server is not None:

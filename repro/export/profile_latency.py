@@ -83,12 +83,13 @@ def machine() -> str:
 
 def finished_runs(uri: str, experiment: str, profile: str) -> pd.DataFrame:
     """The profile's FINISHED runs (reports and LTH chains left out, as the report leaves them), oldest first."""
-    from repro.report.reading import fetch_runs
+    from repro.report.reading import fetch_runs, migrate_legacy
 
     raw = fetch_runs(uri, experiment, profile)
     if raw.empty:
         return raw
-    done = raw[raw["status"] == "FINISHED"]
+    # runs timed or exported before the metric namespaces (latency_*, size_*) count as timed/sized
+    done = migrate_legacy(raw[raw["status"] == "FINISHED"])
     return done.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
