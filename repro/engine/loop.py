@@ -335,8 +335,11 @@ class Engine:
         """Note a mask change at ``global_step`` (cost accounting) and report the new sparsity; every
         mask change passes here, so here a monotone method is checked to have revived no weight."""
         self._check_monotone()
-        self.state.density_log.append((global_step, [r["density"] for r in self.masks.density_table()]))
-        self.on_mask({rec.SPARSITY: self.masks.sparsity(), rec.SPARSITY_ALL: self.masks.sparsity_all(),
+        table = self.masks.density_table()  # one pass over the masks serves the cost log and the sparsity
+        self.state.density_log.append((global_step, [r["density"] for r in table]))
+        zeros = sum(r["weights"] - r["kept"] for r in table)
+        params = sum(p.numel() for p in self.model.parameters())
+        self.on_mask({rec.SPARSITY: zeros / self.masks.num_prunable, rec.SPARSITY_ALL: zeros / params,
                       rec.MASK_UPDATES: float(len(self.state.density_log))}, global_step)
 
     def _check_monotone(self) -> None:
