@@ -16,6 +16,17 @@ gradients to None every step: ``step()`` consumes the gradients (``p.grad`` is o
 with intermediate terms), and the momentum buffer of a masked weight keeps accumulating its
 gradient. That buffer is never applied (the update is masked), masks never revive a weight,
 and :meth:`repro.pruning.masks.MaskSet.clean_optimizer_state` zeroes it at every mask change.
+
+Adam and AdamW on CPU take torch's fused kernel (``fused=True``). Their per-tensor path takes
+``exp_avg_sq.sqrt()`` through MKL's vectorised square root, which leaves its fast path for zero
+and subnormal inputs; a pruned network's second moments are exactly zero at every masked
+position (gradients masked, state zeroed at each mask change), so that path slows as sparsity
+grows (a PMP run under LTH's Adam recipe spent a quarter of its time in that square root by
+``perf record``, and its epochs grew longer as its ramp rose). The fused kernel
+computes the same Adam update (results match the per-tensor path up to float rounding,
+``tests/test_optim.py``) at one cost whatever the sparsity. Other devices keep torch's default.
+A checkpoint's optimizer state is loaded with :func:`load_state`, which keeps the running
+optimizer's kernel choice (a checkpoint written by the per-tensor path says ``fused=None``).
 """
 
 from __future__ import annotations
@@ -129,18 +140,41 @@ class MaskedSGD(torch.optim.SGD):
             torch._foreach_addcmul_(masked_p, masked_m, masked_u, value=-lr)
 
 
+#: param-group keys that say how a step is computed, not what it computes
+IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def fused_on_cpu(params: list[torch.Tensor]) -> bool | None:
+    """``fused`` for torch's Adam/AdamW: True when every parameter is a CPU float tensor (see the
+    module doc), else None (torch's default for the device)."""
+    if params and all(p.device.type == "cpu" and p.is_floating_point() for p in params):
+        return True
+    return None
+
+
 def make_optimizer(params: Iterable[Any], optim: Any,
                    masks: dict[torch.Tensor, torch.Tensor] | None = None) -> torch.optim.Optimizer:
     """The optimizer ``optim.name`` names. SGD is :class:`MaskedSGD` (masks, if given, go into its
-    update); Adam and AdamW are torch's, and the loop masks their gradients instead."""
+    update); Adam and AdamW are torch's (fused on CPU), and the loop masks their gradients instead."""
+    params = list(params)
     if optim.name == "sgd":
         return MaskedSGD(params, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov,
                          weight_decay=optim.weight_decay, masks=masks)
     if optim.name == "adam":
-        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused_on_cpu(params))
     if optim.name == "adamw":
-        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused_on_cpu(params))
     raise ValueError(f"unknown optimizer '{optim.name}'")
+
+
+def load_state(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict``, keeping the running optimizer's kernel choice: torch copies
+    every param-group key from the saved dict, so a checkpoint of the per-tensor path would turn
+    a resumed run's fused Adam back into it."""
+    kept = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state_dict)
+    for group, implementation in zip(optimizer.param_groups, kept, strict=True):
+        group.update(implementation)
 
 
 def masks_its_update(optimizer: torch.optim.Optimizer) -> bool:

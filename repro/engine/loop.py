@@ -31,7 +31,7 @@ from repro.data import Batches, Dataset, Normalizer
 from repro.engine import checkpoint as ckpt_io
 from repro.engine.evaluation import epoch_means, evaluate, headline
 from repro.engine.lr import lr_factor
-from repro.optim import make_optimizer, masks_its_update
+from repro.optim import load_state, make_optimizer, masks_its_update
 from repro.pruning.masks import MaskSet
 from repro.pruning.methods import Context, Method
 
@@ -213,7 +213,7 @@ class Engine:
         self.state = LoopState(**ckpt["loop"])
         self.state.history = [_current_names(h) for h in self.state.history]
         self._new_optimizer(self.state.step)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        load_state(self.optimizer, ckpt["optimizer"])  # the kernel choice is this run's, not the checkpoint's
         # a checkpoint of MaskedSGD may hold momentum at masked positions (never applied there);
         # zero it, so that the state is clean whatever optimizer path resumes from it
         self.masks.clean_optimizer_state(self.optimizer)
