@@ -167,7 +167,7 @@ def test_lth_chain_targets_are_exactly_3_and_7_rounds_of_lths_per_layer_rates():
 
 def test_lenets_profile_rows_follow_their_recipe_and_never_share_an_identity():
     cfgs = job_configs("lenets")
-    assert len(cfgs) == 13 * 3 and {c.seed for c in cfgs} == {0, 1, 2}  # 13 rows (2 cost-matched), 3 seeds
+    assert len(cfgs) == 15 * 3 and {c.seed for c in cfgs} == {0, 1, 2}  # 15 rows (2 cost-matched), 3 seeds
     assert len(distinct_runs(cfgs)) == len(cfgs)  # rows carry their sparsity: safe for a parallel launcher
     lth_recipe = make("experiment=lth_lenet300")
     for cfg in cfgs:
@@ -185,6 +185,7 @@ def test_lenets_profile_rows_follow_their_recipe_and_never_share_an_identity():
                      ("sgd", "pmp", 0.95, 50), ("sgd", "pmp", 0.98, 50), ("sgd", "gmp", 0.95, 50),
                      ("sgd", "gmp", 0.98, 50), ("adam", "dense", 0.0, 55), ("adam", "lth", 0.0, 55),
                      ("adam", "pmp", 0.487186, 55), ("adam", "pmp", 0.789279, 55),
+                     ("adam", "gmp", 0.487186, 55), ("adam", "gmp", 0.789279, 55),
                      ("adam", "pmp", 0.487186, 220), ("adam", "pmp", 0.789279, 440)}
 
 
