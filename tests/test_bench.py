@@ -70,15 +70,17 @@ def test_result_names_the_machine_and_the_code(result):
 def test_training_has_every_contender_and_paired_ratio(result):
     assert [t["key"] for t in result["training"]] == [s.key for s in SPECS]
     for t in result["training"]:
-        assert set(t["contenders"]) == {"dense", "pmp", "hooks", "bare", "dense-torchsgd"}
+        assert set(t["contenders"]) == {"dense", "pmp", "hooks", "bare", "dense-torchsgd", "pmp-adam",
+                                        "pmp-adam-pertensor"}
         for c in t["contenders"].values():
             assert len(c["images_per_s"]["runs"]) == 2 and c["images_per_s"]["median"] > 0
             assert len(c["seconds"]) == 2
             assert len(c["minor_faults"]) == 2 and all(f >= 0 for f in c["minor_faults"])
-        assert set(t["ratios"]) == {"pmp/dense", "dense/bare", "pmp/hooks", "dense/dense-torchsgd"}
+        assert set(t["ratios"]) == {"pmp/dense", "dense/bare", "pmp/hooks", "dense/dense-torchsgd",
+                                    "adam: fused/per-tensor"}
         for name, r in t["ratios"].items():
             assert len(r["runs"]) == 2 and r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"]
-            if name != "dense/dense-torchsgd":  # informational, no target
+            if name not in ("dense/dense-torchsgd", "adam: fused/per-tensor"):  # informational, no target
                 assert isinstance(r["pass"], bool) and r["target"] > 0
         assert t["mask_updates_per_measurement"] == t["steps"] // 2
         # pruning was active: the window spans the whole benchmark and ends at the final sparsity
@@ -101,6 +103,23 @@ def test_the_torch_sgd_contender_is_the_suite_loop_with_torchs_optimizer():
     assert type(ours.engine.optimizer) is MaskedSGD and not ours.engine.mask_grads
     assert type(theirs.engine.optimizer) is torch.optim.SGD and theirs.engine.mask_grads
     assert theirs.engine.optimizer.param_groups[0]["lr"] == TINY.lr
+
+
+def test_the_adam_pair_differs_only_in_the_kernel():
+    from repro.config import PrunerConfig
+    from repro.pruning.methods import GradualMagnitude
+
+    data = synthetic("mnist", 32, 1, 28)
+    model = models.build("lenet300", num_classes=10, in_channels=1)
+    pmp = GradualMagnitude(PrunerConfig(name="pmp"), 0.5, ScheduleConfig(end=1.0, update_frequency=1))
+    fused = loops.SuiteLoop(copy.deepcopy(pmp), model, data, 8, 1, torch.device("cpu"), TINY, optim=training.ADAM)
+    per_tensor = loops.SuiteLoop(copy.deepcopy(pmp), copy.deepcopy(model), data, 8, 1, torch.device("cpu"), TINY,
+                                 engine=loops.TorchAdamEngine, optim=training.ADAM)
+    groups = [loop.engine.optimizer.param_groups[0] for loop in (fused, per_tensor)]
+    assert all(type(loop.engine.optimizer) is torch.optim.Adam for loop in (fused, per_tensor))
+    assert [g["fused"] for g in groups] == [True, False] and groups[1]["foreach"] is False
+    assert all(g["lr"] == 1.2e-3 and g["weight_decay"] == 0.0 for g in groups)
+    assert fused.engine.mask_grads and per_tensor.engine.mask_grads  # the loop masks Adam's gradients in both
 
 
 def test_selection_and_loader_sections(result):

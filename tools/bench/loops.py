@@ -1,6 +1,6 @@
 """The training contenders, one epoch per call: the suite's own loop (:class:`repro.engine.Engine`,
-dense or PMP, optionally stepping ``torch.optim.SGD``), a bare PyTorch loop, and the peer to beat
-(PMP with ``torch.nn.utils.prune`` hooks). Apart from the part that times them
+dense or PMP, optionally stepping ``torch.optim.SGD``, or PMP under Adam fused or per-tensor), a
+bare PyTorch loop, and the peer to beat (PMP with ``torch.nn.utils.prune`` hooks). Apart from the part that times them
 (:mod:`bench.training`) because they are what is compared: a reader checks here that all of them
 do the same work."""
 
@@ -31,15 +31,27 @@ class TorchSGDEngine(Engine):
                                weight_decay=o.weight_decay)
 
 
+class TorchAdamEngine(Engine):
+    """The suite's loop stepping torch's per-tensor Adam (``fused=False, foreach=False``), against
+    the suite's own choice (:func:`repro.optim.make_optimizer`: fused on CPU): a pruned network's
+    zero second moments send the per-tensor path's square root down MKL's slow path."""
+
+    def build_optimizer(self, masks: dict[torch.Tensor, torch.Tensor] | None) -> torch.optim.Optimizer:
+        o = self.optim_cfg
+        return torch.optim.Adam(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay, fused=False,
+                                foreach=False)
+
+
 class SuiteLoop:
     """The suite's loop: :class:`Engine` with the dense or PMP method, one epoch per call."""
 
     def __init__(self, method: Method, model: nn.Module, dataset: Dataset, batch: int, epochs: int,
-                 device: torch.device, settings: Settings, engine: type[Engine] = Engine) -> None:
+                 device: torch.device, settings: Settings, engine: type[Engine] = Engine,
+                 optim: OptimConfig | None = None) -> None:
         loop = LoopConfig(epochs=epochs, batch_size=batch, seed=0, augment=settings.augment, progress="none",
                           precision=settings.precision, channels_last=settings.channels_last, compile=settings.compile,
                           checkpoint_every=0, checkpoint_path=None)
-        optim = OptimConfig(lr=settings.lr)
+        optim = optim or OptimConfig(lr=settings.lr)
         self.engine = engine(model, dataset, method, MaskSet(model), optim, loop, device)
         method.before_training(self.engine.ctx)
         self.epoch = 0

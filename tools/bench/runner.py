@@ -50,7 +50,8 @@ def run(settings: Settings, *, specs: tuple[TrainSpec, ...], selection_models: t
         "machine": machine_info(device), "git": git_state(), "settings": asdict(settings),
         "targets": TARGETS, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "malloc_reuse": runtime.applied(),
-        "optimizers": {"dense, pmp": "repro.optim.MaskedSGD", "hooks, bare, dense-torchsgd": "torch.optim.SGD"},
+        "optimizers": {"dense, pmp": "repro.optim.MaskedSGD", "hooks, bare, dense-torchsgd": "torch.optim.SGD",
+                       "pmp-adam": "torch.optim.Adam (fused on CPU)", "pmp-adam-pertensor": "torch.optim.Adam (per-tensor)"},
     }
     started = time.perf_counter()
     load, cpus = result["machine"]["loadavg_start"], result["machine"]["cpus_usable"] or 1

@@ -14,14 +14,17 @@ from typing import Any
 import torch
 
 from repro import models, runtime
-from repro.config import PrunerConfig, ScheduleConfig
+from repro.config import OptimConfig, PrunerConfig, ScheduleConfig
 from repro.data import Dataset, Split
 from repro.engine import initialize
 from repro.pruning.methods import Dense, GradualMagnitude, Method
 
-from .loops import BareLoop, PruneHooksPMP, SuiteLoop, TorchSGDEngine
+from .loops import BareLoop, PruneHooksPMP, SuiteLoop, TorchAdamEngine, TorchSGDEngine
 from .specs import CIFAR10_TRAIN_IMAGES, TARGETS, Settings, TrainSpec, Variant
 from .timing import interleave, paired, summary
+
+#: the Adam contenders' optimizer (LTH's LeNet recipe)
+ADAM = OptimConfig(name="adam", lr=1.2e-3, weight_decay=0.0)
 
 
 def _subset(dataset: Dataset, n: int, test: int) -> Dataset:
@@ -57,6 +60,11 @@ def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dic
         "dense-torchsgd": SuiteLoop(dense, copy.deepcopy(base), data, spec.batch, epochs, device, settings,
                                     engine=TorchSGDEngine),
         "pmp": SuiteLoop(pmp, copy.deepcopy(base), data, spec.batch, epochs, device, settings),
+        # PMP under Adam (LTH's LeNet recipe: lr 1.2e-3): the suite's kernel choice against torch's per-tensor one
+        "pmp-adam": SuiteLoop(copy.deepcopy(pmp), copy.deepcopy(base), data, spec.batch, epochs, device, settings,
+                              optim=ADAM),
+        "pmp-adam-pertensor": SuiteLoop(copy.deepcopy(pmp), copy.deepcopy(base), data, spec.batch, epochs, device,
+                                        settings, engine=TorchAdamEngine, optim=ADAM),
         "hooks": PruneHooksPMP(copy.deepcopy(base), data.train, dataset.name, spec.batch, device, settings,
                                total_steps=epochs * spec.steps),
         "bare": BareLoop(copy.deepcopy(base), data.train, dataset.name, spec.batch, device, settings),
@@ -74,6 +82,7 @@ def bench_training(spec: TrainSpec, dataset: Dataset, settings: Settings) -> dic
         r["pass"] = r["median"] >= r["target"]
     # no target: how much of dense/bare and pmp/hooks the suite's SGD accounts for
     ratios["dense/dense-torchsgd"] = paired(rates["dense"], rates["dense-torchsgd"])
+    ratios["adam: fused/per-tensor"] = paired(rates["pmp-adam"], rates["pmp-adam-pertensor"])
     return {
         **asdict(spec),
         "images_per_measurement": spec.steps * spec.batch,
