@@ -311,3 +311,44 @@ def test_a_sigkill_during_the_first_schema_creation_leaves_a_store_the_next_trac
     tracker.start("abc", "r", {})
     tracker.end("FINISHED")
     assert [r.info.status for r in runs_of(uri)] == ["FINISHED"]
+
+
+@needs_mnist
+def test_an_adam_run_crashed_mid_epoch_resumes_to_the_uninterrupted_numbers(tmp_path, monkeypatch, mlflow_template):
+    """Under Adam (fused on CPU), a crashed run resumes to the uninterrupted numbers and keeps its
+    kernel: torch's load_state_dict takes the checkpoint's param-group flags, and the crashed run's
+    checkpoint is made to say ``fused=None``, as one written before the fused kernel does (the two
+    kernels can agree to the bit on a run this small, so the kernel of every step is recorded)."""
+    import torch
+
+    from repro.train import run
+
+    adam = ("optim=adam", "optim.lr=1.2e-3")
+    kernels: list[bool | None] = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        kernels.append(self.param_groups[0]["fused"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    results = []
+    for crashed in (False, True):
+        db = tmp_path / f"m{int(crashed)}.db"
+        shutil.copy(mlflow_template, db)
+        uri, ckpt = f"sqlite:///{db}", tmp_path / f"ck{int(crashed)}"
+        if crashed:
+            with pytest.MonkeyPatch.context() as fault:  # disarmed on leaving; the Adam recorder stays
+                arm("mid_epoch:2", crash, fault.setattr)
+                with pytest.raises(Crash):
+                    run(_cfg(uri, ckpt, *adam))
+            (path,) = ckpt.glob("*.pt")
+            state = torch.load(path, weights_only=False)
+            assert all(g["fused"] is True for g in state["optimizer"]["param_groups"])
+            for group in state["optimizer"]["param_groups"]:
+                group["fused"] = None
+            torch.save(state, path)
+        run(_cfg(uri, ckpt, *adam))
+        results.append(_result(uri))
+    _assert_same(results[1], results[0])
+    assert len(kernels) > 18 and set(kernels) == {True}  # 18 steps uninterrupted, more with the crash
