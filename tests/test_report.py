@@ -310,3 +310,42 @@ def test_a_run_reused_by_another_profile_is_in_both_reports(store):
     joined = report.fetch_runs(store["uri"], "repro", "u")
     assert sorted(joined["run_id"]) == sorted([store["ids"]["pmp0"], target])  # the chain itself is never counted
     assert len(report.fetch_runs(store["uri"], "repro", "t")) == len(report.fetch_runs(store["uri"], "repro", None)) - 1
+
+
+def test_layer_density_legend_tells_apart_groups_of_one_method():
+    """Two PMP groups at one target (sensitivity rows) got the same legend entry; now each names its group."""
+    from repro.report.plots import density_label
+
+    assert density_label("pmp", 0, "9eead1516bb6432a", twin=False) == "pmp (seed 0)"
+    a = density_label("pmp", 0, "9eead1516bb6432a", twin=True)
+    b = density_label("pmp", 0, "65a9e53542560a45", twin=True)
+    assert (a, b) == ("pmp (seed 0, group 9eead151)", "pmp (seed 0, group 65a9e535)")
+    assert density_label("pmp", 1, "", twin=True) == "pmp (seed 1, group (none))"
+
+
+def test_the_layer_density_plot_names_each_group_of_a_twice_run_method(tmp_path, monkeypatch):
+    """Through the plot: two PMP groups and one GMP group at one target; the PMP lines carry their
+    groups, the GMP line its plain name."""
+    from pathlib import Path
+
+    from repro.report import plots
+
+    class Client:
+        def download_artifacts(self, run_id, path, dst):
+            out = Path(dst) / path
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("layer,shape,weights,kept,density\nfc1,2x2,4,2,0.5\nfc2,2x2,4,1,0.25\n")
+            return str(out)
+
+    base = {"model": "lenet300", "dataset": "mnist", "data_source": "official", "epochs": 8, "width": 1.0, "target": 0.9}
+    groups = pd.DataFrame([{**base, "method": "pmp", "run_ids": "a", "group": "aaaaaaaa1111"},
+                           {**base, "method": "pmp", "run_ids": "b", "group": "bbbbbbbb2222"},
+                           {**base, "method": "gmp", "run_ids": "c", "group": "cccccccc3333"}])
+    runs = pd.DataFrame([{"run_id": r, "seed": 0} for r in "abc"])
+    labels = []
+    real = plots.density_label
+    monkeypatch.setattr(plots, "density_label", lambda *a, **k: labels.append(real(*a, **k)) or labels[-1])
+    (path,) = plots.plot_layer_density(groups, runs, Client(), tmp_path, ["dense"])
+    assert path.is_file()
+    assert labels == ["gmp (seed 0)", "pmp (seed 0, group aaaaaaaa)", "pmp (seed 0, group bbbbbbbb)"]
+

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from repro import records
-from repro.report.reading import BASE_KEYS, metric_history
+from repro.report.aggregate import GROUP_SHORT
+from repro.report.reading import BASE_KEYS, GROUP_COLUMN, metric_history
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,14 @@ def _download_density(client: Any, run_id: str, tmp: Path) -> pd.DataFrame | Non
         return None
 
 
+def density_label(method: str, seed: Any, group: str, twin: bool) -> str:
+    """A line's legend entry: the method and the seed drawn, plus the group tag's start where the
+    same method has several groups at the target (they would otherwise share one name)."""
+    if not twin:
+        return f"{method} (seed {seed})"
+    return f"{method} (seed {seed}, group {str(group)[:GROUP_SHORT] or '(none)'})"
+
+
 @register_plot(DENSITY_PREFIX, needs=("groups", "runs", "client"))
 def plot_layer_density(groups: pd.DataFrame, runs: pd.DataFrame, client: Any, out: Path,
                        dense_methods: Sequence[str]) -> list[Path]:
@@ -180,7 +189,10 @@ def plot_layer_density(groups: pd.DataFrame, runs: pd.DataFrame, client: Any, ou
             target = max(counts.index, key=lambda t: (counts[t], t))
             fig, ax = plt.subplots(figsize=(8, 4.5))
             drawn = 0
-            for _, grow in g[g["target"] == target].sort_values("method").iterrows():
+            at_target = g[g["target"] == target].sort_values("method")
+            twins = at_target["method"].duplicated(keep=False)  # one method in several groups (e.g. sensitivity rows)
+            styles = iter(["-", "--", ":", "-."] * len(at_target))
+            for i, grow in at_target.iterrows():
                 r = runs.loc[runs["run_id"].isin(grow["run_ids"].split())]
                 r = r.sort_values("seed", key=lambda s: s.map(str))
                 first = r.iloc[0]
@@ -188,7 +200,8 @@ def plot_layer_density(groups: pd.DataFrame, runs: pd.DataFrame, client: Any, ou
                 if dens is None or dens.empty:
                     continue
                 ax.plot(range(len(dens)), dens[DENSITY_COLUMN], marker="o", ms=3, color=colors[grow["method"]],
-                        label=f"{grow['method']} (seed {first['seed']})")
+                        ls=next(styles) if twins[i] else "-",
+                        label=density_label(grow["method"], first["seed"], grow.get(GROUP_COLUMN, ""), bool(twins[i])))
                 labels = list(dens[LAYER_COLUMN])
                 drawn += 1
             if not drawn:
