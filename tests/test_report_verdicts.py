@@ -253,6 +253,24 @@ r_other,literature,src,c,snip,VGG,vgg19,yes,cifar10,0.95,,all,92.0,final,,two_si
     assert not any("r_other" in n for n in notes)  # another model's reference stays out of this block
 
 
+def test_block_table_leaves_out_a_reference_of_another_recipe(tmp_path):
+    """SNIP's dense 98.3 (SGD) starred beside LTH's Adam-trained dense was another recipe's number."""
+    rows = [{"model": "lenet300", "dataset": "mnist", "method": m, "target": t, "seed": s, "final_acc": 98.0}
+            for m, t in (("dense", 0.0), ("pmp", 0.95)) for s in range(3)]
+    groups = report.summarize(_runs(rows)).assign(_recipe="optim.name=adam optim.lr=0.0012")
+    refs_csv = tmp_path / "refs.csv"
+    refs_csv.write_text(",".join(report.REF_COLUMNS) + """
+r_sgd,literature,src,c,dense,LeNet,lenet300,yes,mnist,0.0,,all,98.3,best_checkpoint,,two_sided,,primary,,,params,optim.name=sgd
+r_sgd95,literature,src,c,snip,LeNet,lenet300,yes,mnist,0.95,,all,98.4,best_checkpoint,,two_sided,,primary,,,params,optim.name=sgd
+r_adam,literature,src,c,pmp,LeNet,lenet300,yes,mnist,0.95,,all,97.5,final,,two_sided,,primary,,,params,optim.name=adam
+r_any,literature,src,c,dense,LeNet,lenet300,yes,mnist,0.0,,all,98.1,final,,two_sided,,primary,,,params,
+""")
+    header, table, notes = report.block_table(groups, report.load_references(refs_csv), ("dense",))
+    assert table == [["dense", "98.00 ± 0.00 (3); 98.1\\*", ""], ["pmp", "", "98.00 ± 0.00 (3); 97.5\\*"]]
+    assert not any("r_sgd" in n for n in notes)  # neither starred nor listed as "not run here"
+    assert any("`r_adam`" in n for n in notes) and any("`r_any`" in n for n in notes)
+
+
 def test_paper_table_opens_table_md(mlflow_uri, tmp_path):
     store = make_store(mlflow_uri, tmp_path)
     md = (_report(store, "--no-plots", "--no-log").out / "table.md").read_text()

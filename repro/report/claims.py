@@ -55,16 +55,22 @@ def load_references(path: Path | None) -> pd.DataFrame:
     return refs
 
 
+def under_recipe(ref: pd.Series, groups: pd.DataFrame) -> pd.Series:
+    """Which groups ran under the reference's recipe: a reference measured under one (e.g.
+    "optim.name=sgd") speaks only about runs under it; one with no recipe about every run."""
+    wanted = ref["recipe"].split()
+    if not wanted or "_recipe" not in groups or groups.empty:
+        return pd.Series(True, index=groups.index)
+    return groups["_recipe"].map(lambda have: all(w in str(have).split() for w in wanted)).astype(bool)
+
+
 def _matches(ref: pd.Series, groups: pd.DataFrame) -> pd.DataFrame:
     """The groups a reference speaks about: same model, dataset and method, sparsity in its range."""
     if groups.empty:
         return groups
     g = groups[(groups["model"] == ref["our_model"]) & (groups["dataset"] == ref["dataset"])
                & (groups["method"] == ref["method"])]
-    # a reference measured under one recipe (e.g. "optim.lr=0.01") speaks only about runs under it
-    wanted = ref["recipe"].split()
-    if wanted and "_recipe" in g and not g.empty:
-        g = g[g["_recipe"].map(lambda have: all(w in str(have).split() for w in wanted)).astype(bool)]
+    g = g[under_recipe(ref, g)]
     lo, hi = ref["sparsity"], ref["sparsity_max"]
     if np.isfinite(lo):
         hi = hi if np.isfinite(hi) else lo

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from repro.report.aggregate import GROUP_SHORT, lookalikes
+from repro.report.claims import under_recipe
 from repro.report.reading import GROUP_COLUMN
 
 #: what one block of the paper table shares
@@ -88,6 +89,8 @@ def block_table(block: pd.DataFrame, refs: pd.DataFrame, dense_methods: Sequence
         mine = refs[(refs["our_model"] == first["model"]) & (refs["dataset"] == first["dataset"])
                     & (refs["kind"] != "claim_delta_vs_dense") & refs["accuracy"].notna()]
         for _, ref in mine.iterrows():
+            if not under_recipe(ref, block).any():  # another recipe's number (SNIP's SGD beside LTH's Adam)
+                continue
             dense = ref["method"] in dense_methods
             where = [0.0] if dense and 0.0 in columns else _ref_columns(ref, columns)
             metric = ref["metric"] or "metric unknown"
