@@ -308,3 +308,18 @@ def test_a_recipe_reference_with_no_group_of_its_model_matches_nothing_and_keeps
                             "sparsity_weights_mean": 95.0, "_recipe": "optim.lr=0.1"}])
     picked = _matches(ref, groups)
     assert picked.empty and "target" in picked.columns
+
+
+def test_a_group_without_a_dense_of_its_length_is_compared_with_the_dense_of_its_own_recipe():
+    """PMP trained 220 epochs under LTH's Adam recipe has no 220-epoch dense: its delta is taken
+    against LTH's 55-epoch Adam dense, not the first dense found (SNIP's SGD one)."""
+    from repro.report.aggregate import _dense_for
+
+    base = {"model": "lenet300", "dataset": "mnist", "data_source": "official", "width": 1.0, "group": ""}
+    groups = pd.DataFrame([{**base, "method": "dense", "epochs": 50, "_recipe": "optim.name=sgd"},
+                           {**base, "method": "dense", "epochs": 55, "_recipe": "optim.name=adam"},
+                           {**base, "method": "pmp", "epochs": 220, "_recipe": "optim.name=adam"}])
+    dense, note = _dense_for(groups, groups.iloc[2], ("dense",))
+    assert (dense["epochs"], dense["_recipe"]) == (55, "optim.name=adam")
+    assert note == "dense baseline trained 55 epochs at width 1"
+

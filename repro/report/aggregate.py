@@ -243,6 +243,8 @@ def _dense_for(groups: pd.DataFrame, row: pd.Series, dense_methods: Sequence[str
         return exact.iloc[0], ""
     loose = dense[(dense["model"] == row["model"]) & (dense["dataset"] == row["dataset"])
                   & (dense["data_source"] == row["data_source"])]
+    if "_recipe" in loose and (loose["_recipe"] == row.get("_recipe")).any():
+        loose = loose[loose["_recipe"] == row.get("_recipe")]  # another length, but the same recipe first
     if len(loose):
         d = loose.iloc[0]
         return d, f"dense baseline trained {d['epochs']:g} epochs at width {d['width']:g}"
