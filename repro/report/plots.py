@@ -11,6 +11,7 @@ when a registered plot asks for it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import tempfile
@@ -191,7 +192,7 @@ def plot_layer_density(groups: pd.DataFrame, runs: pd.DataFrame, client: Any, ou
             drawn = 0
             at_target = g[g["target"] == target].sort_values("method")
             twins = at_target["method"].duplicated(keep=False)  # one method in several groups (e.g. sensitivity rows)
-            styles = iter(["-", "--", ":", "-."] * len(at_target))
+            styles = itertools.cycle(["-", "--", ":", "-."])
             for i, grow in at_target.iterrows():
                 r = runs.loc[runs["run_id"].isin(grow["run_ids"].split())]
                 r = r.sort_values("seed", key=lambda s: s.map(str))

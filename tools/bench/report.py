@@ -67,9 +67,6 @@ def render(result: dict[str, Any]) -> str:
                   "| --- | ---: " + "| ---: " * (len(names) + len(ratio_names)) + "|"]
         for t in result["training"]:
             c, r = t["contenders"], t["ratios"]
-            if not set(names) <= set(c):  # a result written before the Adam pair
-                c = {k: c.get(k, {"images_per_s": {"median": float("nan")}}) for k in names}
-                r = {k: r.get(k, {"median": float("nan"), "q1": float("nan"), "q3": float("nan")}) for k in ratio_names}
             lines.append(f"| {t['key']} | {t['steps']} | " + " | ".join(
                 f"{c[k]['images_per_s']['median']:.0f}" for k in names) + " | " + " | ".join(
                 f"{r[k]['median']:.3f} ({r[k]['q1']:.2f}-{r[k]['q3']:.2f})" for k in ratio_names)
